@@ -45,6 +45,81 @@ def cls_step_speed(line: dict[str, Any]) -> list[str]:
             f"| **distill / plain** (geometric mean of {f['rounds']} interleaved rounds) | **{f['ratio']:.3f}** |"]
 
 
+@formatter("cls_methods")
+def cls_methods(line: dict[str, Any]) -> list[str]:
+    datasets = list(line["figures"])
+    head = "| method | " + " | ".join(f"{d} acc % (3 seeds) | vs KD" for d in datasets) + " | s/run |"
+    out = [head, "|---|" + "---|---|" * len(datasets) + "---|"]
+    out.append("| *teacher* | " + " | ".join(f"{100 * line['figures'][d]['teacher_accuracy']:.2f} | " for d in datasets) + " |")
+    for method in line["figures"][datasets[0]]["methods"]:
+        cells, secs = [], []
+        for d in datasets:
+            runs = line["figures"][d]["methods"][method]
+            kd = line["figures"][d]["methods"].get("kd", runs)
+            mean = common.mean_std([100 * r["accuracy"] for r in runs])[0]
+            cells.append(f"{pm([r['accuracy'] for r in runs])} | {mean - common.mean_std([100 * r['accuracy'] for r in kd])[0]:+.2f}")
+            secs += [r["train_seconds"] for r in runs]
+        out.append(f"| {method} | " + " | ".join(cells) + f" | {common.mean_std(secs)[0]:.0f} |")
+    return out
+
+
+@formatter("llm_loss_memory")
+def llm_loss_memory(line: dict[str, Any]) -> list[str]:
+    rows = {}
+    for r in line["figures"]["results"]:
+        rows.setdefault((r["vocab"], r["tokens"]), {})[r["mode"]] = r
+    out = ["| V | N | dense peak GiB | chunked peak GiB | memory ratio | dense s | chunked s | time ratio |", "|---|---|---|---|---|---|---|---|"]
+    for (v, n), pair in sorted(rows.items()):
+        d, c = pair.get("dense", {}), pair.get("chunked", {})
+        gib = lambda r: f"{r['peak_bytes'] / 2 ** 30:.2f}" if r.get("peak_bytes") else "not run (RAM)"  # noqa: E731
+        ratio = lambda a, b: f"{a / b:.3f}" if a and b else "-"  # noqa: E731
+        secs = lambda r: f"{r['seconds']:.1f}" if r.get("seconds") else "-"  # noqa: E731
+        out.append(f"| {v:,} | {n:,} | {gib(d)} | {gib(c)} | {ratio(c.get('peak_bytes'), d.get('peak_bytes'))} | {secs(d)} | "
+                   f"{secs(c)} | {ratio(c.get('seconds'), d.get('seconds'))} |")
+    return out
+
+
+@formatter("llm_distill")
+def llm_distill(line: dict[str, Any]) -> list[str]:
+    f = line["figures"]
+    out = [f"| student trained with ({f['steps']} steps x {f['tokens_per_step']} tokens) | held-out ppl | KL(teacher‖student) | train tok/s |",
+           "|---|---|---|---|"]
+    if "teacher" in f["methods"]:
+        out.append(f"| *teacher SmolLM2-135M* | {f['methods']['teacher']['perplexity']:.2f} | 0 | - |")
+    for name, m in f["methods"].items():
+        if name != "teacher":
+            out.append(f"| {name} | {m['perplexity']:.2f} | {m.get('kl_to_teacher', float('nan')):.4f} | {m['train_tokens_per_s']:.0f} |")
+    return out
+
+
+@formatter("store")
+def store(line: dict[str, Any]) -> list[str]:
+    f = line["figures"]
+    out = ["| student trained from | bytes/token | caching positions/s | train tok/s | vs live | held-out ppl | KL(teacher‖student) |",
+           "|---|---|---|---|---|---|---|"]
+    live = f["students"]["live"]["train_tokens_per_s"]
+    for name, s in f["students"].items():
+        st = f["stores"].get(name[1:]) if name.startswith("k") else None
+        out.append(f"| {'store k=' + name[1:] if st else 'live dense teacher'} | {st['bytes_per_token']:.1f} |"
+                   if st else "| live dense teacher | - |")
+        out[-1] += (f" {st['cache_positions_per_s']:.0f} |" if st else " - |") + \
+            f" {s['train_tokens_per_s']:.0f} | {s['train_tokens_per_s'] / live:.2f}x | {s['perplexity']:.2f} | {s['kl_to_teacher']:.4f} |"
+    return out
+
+
+@formatter("on_policy")
+def on_policy(line: dict[str, Any]) -> list[str]:
+    f = line["figures"]
+    out = ["| student | golden end (min) | proxy end | held-out ppl | hacking flagged | loop tok/s | peak RSS GiB |",
+           "|---|---|---|---|---|---|---|"]
+    for name, r in f["runs"].items():
+        v = r["verdict"]
+        out.append(f"| {name} | {r['golden'][-1]:.3f} ({min(r['golden']):.3f}) | {r['proxy'][-1]:.3f} | {r['perplexity']:.1f} | "
+                   f"{'yes, step ' + str(v['step']) if v.get('flag') else 'no'} | {r['loop_tokens_per_s']:.0f} | "
+                   f"{r['peak_rss_bytes'] / 2 ** 30:.2f} |")
+    return out
+
+
 def latest(name: str) -> dict[str, Any] | None:
     path = common.RESULTS / f"{name}.jsonl"
     if not path.is_file():
