@@ -6,7 +6,7 @@ import pytest
 from distill.config import apply_overrides, parse_override
 from distill.errors import ConfigError
 from distill.tasks import build_recipe, load_recipe
-from tests.helpers import ROOT, SHARED, tiny_recipe
+from tests.helpers import ROOT, tiny_recipe
 
 RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
 
@@ -115,8 +115,7 @@ def test_override_through_a_value_is_an_error():
 
 @pytest.mark.parametrize("path", RECIPES, ids=[str(p.relative_to(ROOT / "recipes")) for p in RECIPES])
 def test_every_recipe_in_the_repo_loads(path):
-    if not SHARED.is_dir():
-        pytest.skip("../shared is absent")
+    # Loading checks the schema only: data paths are resolved at run time, so this needs no ../shared.
     task, cfg = load_recipe(path)
     assert cfg.name
     assert task.run_dir(cfg).name == cfg.name
