@@ -11,10 +11,13 @@ official code) with the same small-scale overrides for every method, so it fits 
   (the teacher is shared, as in the KD literature).
 
 Schedule-dependent method settings are scaled to the 6-epoch budget (DKD / KD++ warm-ups 20 of
-240 epochs -> 1 epoch; CRD negatives 16384 -> 4096 for a 5k-image memory bank); the rest are
+240 epochs -> 1 epoch; CRD negatives 16384 -> 1024: the official 16384 is a third of a 50k-image
+memory bank, ours hold 2.5k-10k images, and 4096 made CRD ~15x slower per step than any other
+method on one core); the rest are
 the recipes' values. Runs are resumable: finished (dataset, method, seed) runs are reused.
 
     python benchmarks/cls_methods.py [--datasets cifar10 fashion_mnist] [--methods ...] [--seeds 0 1 2]
+        [--cifar-teacher-images 20000] [--cifar-student-images 5000]   # smaller for a shorter run
 """
 from __future__ import annotations
 
@@ -48,7 +51,15 @@ DATASETS = {
 }
 DATA_ROOT = {"cifar10": ["data.name=cifar10", "data.root=../shared/data/cifar10/cifar10-jpg.tar.xz"],
              "fashion_mnist": ["data.name=fashion_mnist", "data.root=../shared/data/fashion-mnist", "data.augment=default"]}
-METHOD_SCALING = {"dkd": ["method.warmup_epochs=1"], "nd": ["method.kd_warmup_epochs=1"], "crd": ["method.negatives=4096"]}
+METHOD_SCALING = {"dkd": ["method.warmup_epochs=1"], "nd": ["method.kd_warmup_epochs=1"], "crd": ["method.negatives=1024"]}
+
+
+def scale_cifar(teacher_images: int, student_images: int) -> None:
+    """Smaller CIFAR-10 subsets for a shorter run; the sizes go into run names so runs at different scales never mix."""
+    spec = DATASETS["cifar10"]
+    spec["teacher"] = [o for o in spec["teacher"] if not o.startswith("data.train_subset")] + [f"data.train_subset={teacher_images}"]
+    spec["data"] = [f"data.train_subset={student_images}"]
+    spec["tag"] = "" if (teacher_images, student_images) == (20000, 5000) else f"-t{teacher_images}-s{student_images}"
 
 
 def run(recipe: str, overrides: list[str]) -> dict:
@@ -60,7 +71,7 @@ def run(recipe: str, overrides: list[str]) -> dict:
 
 
 def teacher_run(dataset: str) -> str:
-    name = f"{dataset}-teacher"
+    name = f"{dataset}{DATASETS[dataset].get('tag', '')}-teacher"
     # later overrides win: the dataset's teacher settings replace the shared student schedule
     summary = run("recipes/cifar10/teacher-resnet56.yaml",
                   [f"name={name}", "seed=0", *DATA_ROOT[dataset], *SCHEDULE, *DATASETS[dataset]["teacher"]])
@@ -70,7 +81,7 @@ def teacher_run(dataset: str) -> str:
 
 def method_overrides(dataset: str, method: str, teacher: str, seed: int) -> list[str]:
     spec = DATASETS[dataset]
-    out = [f"name={dataset}-{method}-s{seed}", f"seed={seed}", *DATA_ROOT[dataset], *SCHEDULE, *spec["data"]]
+    out = [f"name={dataset}{spec.get('tag', '')}-{method}-s{seed}", f"seed={seed}", *DATA_ROOT[dataset], *SCHEDULE, *spec["data"]]
     if method in ("ce", "bd_kd"):  # no pre-trained teacher: student only (bd_kd trains its own online)
         out += [m for m in spec["models"] if m.startswith("student")]
     else:
@@ -85,7 +96,10 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--methods", nargs="+", default=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--cifar-teacher-images", type=int, default=20000)
+    parser.add_argument("--cifar-student-images", type=int, default=5000)
     args = parser.parse_args()
+    scale_cifar(args.cifar_teacher_images, args.cifar_student_images)
     figures = {}
     for dataset in args.datasets:
         teacher = teacher_run(dataset)
@@ -104,7 +118,8 @@ def main() -> None:
             figures[dataset]["methods"][method] = runs
     print_table(figures)
     common.record("cls_methods", figures, "python benchmarks/cls_methods.py --datasets " + " ".join(args.datasets)
-                  + " --methods " + " ".join(args.methods) + " --seeds " + " ".join(map(str, args.seeds)))
+                  + " --methods " + " ".join(args.methods) + " --seeds " + " ".join(map(str, args.seeds))
+                  + f" --cifar-teacher-images {args.cifar_teacher_images} --cifar-student-images {args.cifar_student_images}")
 
 
 def print_table(figures: dict) -> None:

@@ -6,15 +6,23 @@ with the same budget: the same number of optimizer steps on the same packed 256-
 and KL(teacher || student) on the held-out documents, training tokens/s and wall time.
 Needs the teacher: python ../shared/tools/teachers.py smollm2-135m-instruct
 
-    python benchmarks/llm_distill.py [--steps 150] [--methods ce fkl rkl jsd taid]
+    python benchmarks/llm_distill.py [--steps 150] [--methods ce fkl rkl jsd taid] [--store runs/bench-store/store-k128]
+
+With --store the distilling methods read the teacher's top-k log-probs from a store written by
+benchmarks/store.py (same blocks, checked by fingerprint) instead of running the teacher each
+step, and every student is then scored against the live teacher.
 """
 from __future__ import annotations
 
 import argparse
 import json
 
+from pathlib import Path
+
 import common
 from distill.tasks import load_recipe
+import store as store_bench
+from store import live_teacher_eval
 
 RECIPES = {"ce": "recipes/llm/smollm2-to-tiny-ce.yaml", "fkl": "recipes/smollm2-to-tiny-fkl.yaml",
            "rkl": "recipes/llm/smollm2-to-tiny-rkl.yaml", "jsd": "recipes/llm/smollm2-to-tiny-jsd.yaml",
@@ -23,9 +31,12 @@ RECIPES = {"ce": "recipes/llm/smollm2-to-tiny-ce.yaml", "fkl": "recipes/smollm2-
 OUT = "runs/bench-llm-distill"
 
 
-def run_method(method: str, steps: int, train_blocks: int) -> dict:
+def run_method(method: str, steps: int, train_blocks: int, store: str | None, eval_blocks: int) -> dict:
     overrides = [f"train.max_steps={steps}", f"output_dir={OUT}", "progress=false", "train.checkpoint_every=50",
                  f"data.max_train_examples={train_blocks}"]
+    if store:  # same blocks as the store was written from (its fingerprint is checked); CE needs no teacher
+        overrides += [f"name={method}-from-{Path(store).name}", f"data.max_eval_examples={eval_blocks}"]
+        overrides += [f"store.path={store}"] if method != "ce" else []
     task, cfg = load_recipe(common.ROOT / RECIPES[method], overrides)
     summary_path = common.ROOT / OUT / cfg.name / "summary.json"
     if summary_path.is_file():
@@ -38,13 +49,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--train-blocks", type=int, default=4000, help="cap on packed training blocks (tokenization time)")
     parser.add_argument("--methods", nargs="+", default=["ce", "fkl", "rkl", "jsd", "taid"], choices=list(RECIPES))
+    parser.add_argument("--store", help="train from this teacher-signal store (top-k targets) instead of the live "
+                        "teacher; quality is then measured against the live teacher on the held-out blocks")
+    parser.add_argument("--eval-blocks", type=int, default=64, help="with --store: the store's held-out blocks")
     args = parser.parse_args()
+    store_bench.EVAL_BLOCKS = args.eval_blocks
     figures, rows, teacher = {}, [], None
     for method in args.methods:
-        summary = run_method(method, args.steps, args.train_blocks)
+        summary = run_method(method, args.steps, args.train_blocks, args.store, args.eval_blocks)
         stages = summary["stages"]
-        teacher = stages.get("teacher", teacher)
         student = next(v for k, v in stages.items() if k.startswith("student-"))
+        if args.store:  # the run's own eval scores against stored top-k: re-score against the live teacher
+            student = {**student, **live_teacher_eval(summary["name"], args.train_blocks, OUT)}
+        teacher = stages.get("teacher", teacher)
         figures[method] = {k: student[k] for k in ("perplexity", "nll", "kl_to_teacher", "train_tokens_per_s",
                                                    "train_seconds", "params", "steps") if k in student}
         rows.append([method, f"{student['perplexity']:.2f}", f"{student.get('kl_to_teacher', float('nan')):.4f}",
@@ -54,9 +71,10 @@ def main() -> None:
         figures["teacher"] = {"perplexity": teacher["perplexity"], "params": teacher["params"]}
         rows.insert(0, ["teacher (SmolLM2-135M)", f"{teacher['perplexity']:.2f}", "0", "-", "-"])
     print(common.table(["student trained with", "held-out ppl", "KL(teacher||student)", "train tok/s", "minutes"], rows))
-    common.record("llm_distill", {"steps": args.steps, "tokens_per_step": 8 * 256, "methods": figures},
+    common.record("llm_distill", {"steps": args.steps, "tokens_per_step": 8 * 256, "methods": figures,
+                                  "teacher_source": args.store or "live"},
                   f"python benchmarks/llm_distill.py --steps {args.steps} --train-blocks {args.train_blocks} --methods "
-                  + " ".join(args.methods))
+                  + " ".join(args.methods) + (f" --store {args.store} --eval-blocks {args.eval_blocks}" if args.store else ""))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Teacher-signal store: size, caching speed, training speed and the quality cost of top-k targets.
 
 With SmolLM2-135M-Instruct on the Python docs prose (the first --blocks packed 256-token blocks,
-plus 64 held-out blocks):
+plus --eval-blocks held-out blocks):
   1. `distill cache` for k = 8, 32, 128 (recipes/smollm2-cache.yaml): bytes per token and caching
      throughput (teacher-forward positions per second);
   2. the same student (recipes/tiny-from-store.yaml, forward KL) trained from each store, and with
@@ -27,8 +27,12 @@ from distill.tasks import load_recipe
 OUT = "runs/bench-store"
 
 
+EVAL_BLOCKS = 64  # held-out blocks; part of the data fingerprint, so set once per run by --eval-blocks
+
+
 def data_overrides(blocks: int) -> list[str]:
-    return [f"data.max_train_examples={blocks}", "data.max_eval_examples=64", "progress=false", f"output_dir={OUT}"]
+    return [f"data.max_train_examples={blocks}", f"data.max_eval_examples={EVAL_BLOCKS}", "progress=false",
+            f"output_dir={OUT}"]
 
 
 def cache_store(k: int, blocks: int) -> dict:
@@ -56,7 +60,7 @@ def train(name: str, overrides: list[str], steps: int, recipe: str = "recipes/ti
 
 
 @torch.no_grad()
-def live_teacher_eval(run_name: str, blocks: int) -> dict:
+def live_teacher_eval(run_name: str, blocks: int, out: str = OUT) -> dict:
     """The exported student of a run against the live teacher on the held-out blocks."""
     from transformers import AutoModelForCausalLM
 
@@ -69,7 +73,7 @@ def live_teacher_eval(run_name: str, blocks: int) -> dict:
     teacher = FrozenTeacher(LMBody(load_causal_lm(cfg.teacher.path)))
     tokenizer = load_tokenizer(cfg.teacher.path)
     _, held = load_lm_data(cfg, tokenizer)
-    folder = next((common.ROOT / OUT / run_name).glob("student-*/model"))
+    folder = next((common.ROOT / out / run_name).glob("student-*/model"))
     student = LMBody(AutoModelForCausalLM.from_pretrained(folder))
     stream = TokenBatches(held, batch_size=8, shuffle=False, pad_id=tokenizer.eos_token_id)
     return evaluate_lm(student, teacher, stream.all_batches(), vocab_size=len(tokenizer))
@@ -80,7 +84,10 @@ def main() -> None:
     parser.add_argument("--ks", nargs="+", type=int, default=[8, 32, 128])
     parser.add_argument("--blocks", type=int, default=400)
     parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--eval-blocks", type=int, default=64, help="held-out blocks for the live-teacher evaluation")
     args = parser.parse_args()
+    global EVAL_BLOCKS
+    EVAL_BLOCKS = args.eval_blocks
     figures, rows = {"stores": {}, "students": {}}, []
     for k in args.ks:
         m = cache_store(k, args.blocks)
@@ -107,7 +114,8 @@ def main() -> None:
     print(common.table(["student from", "k", "bytes/token", "cache pos/s", "train tok/s", "vs live", "held-out ppl",
                         "KL(teacher||student)"], rows))
     common.record("store", {**figures, "blocks": args.blocks, "steps": args.steps},
-                  f"python benchmarks/store.py --ks {' '.join(map(str, args.ks))} --blocks {args.blocks} --steps {args.steps}")
+                  f"python benchmarks/store.py --ks {' '.join(map(str, args.ks))} --blocks {args.blocks} --steps {args.steps} "
+                  f"--eval-blocks {args.eval_blocks}")
 
 
 if __name__ == "__main__":
