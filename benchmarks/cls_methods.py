@@ -17,7 +17,7 @@ method on one core); the rest are
 the recipes' values. Runs are resumable: finished (dataset, method, seed) runs are reused.
 
     python benchmarks/cls_methods.py [--datasets cifar10 fashion_mnist] [--methods ...] [--seeds 0 1 2]
-        [--cifar-teacher-images 20000] [--cifar-student-images 5000]   # smaller for a shorter run
+        [--cifar-teacher-images 20000] [--cifar-student-images 5000] [--cifar-epochs 6]   # smaller: shorter run
 """
 from __future__ import annotations
 
@@ -54,12 +54,15 @@ DATA_ROOT = {"cifar10": ["data.name=cifar10", "data.root=../shared/data/cifar10/
 METHOD_SCALING = {"dkd": ["method.warmup_epochs=1"], "nd": ["method.kd_warmup_epochs=1"], "crd": ["method.negatives=1024"]}
 
 
-def scale_cifar(teacher_images: int, student_images: int) -> None:
+def scale_cifar(teacher_images: int, student_images: int, epochs: int = 6) -> None:
     """Smaller CIFAR-10 subsets for a shorter run; the sizes go into run names so runs at different scales never mix."""
     spec = DATASETS["cifar10"]
     spec["teacher"] = [o for o in spec["teacher"] if not o.startswith("data.train_subset")] + [f"data.train_subset={teacher_images}"]
-    spec["data"] = [f"data.train_subset={student_images}"]
+    spec["data"] = [f"data.train_subset={student_images}"] + ([f"train.epochs={epochs}", f"train.eval_every={epochs}"]
+                                                               if epochs != 6 else [])
     spec["tag"] = "" if (teacher_images, student_images) == (20000, 5000) else f"-t{teacher_images}-s{student_images}"
+    spec["teacher_tag"] = spec["tag"]  # the teacher's own schedule does not change with the student epochs
+    spec["tag"] += "" if epochs == 6 else f"-e{epochs}"
 
 
 def run(recipe: str, overrides: list[str]) -> dict:
@@ -71,7 +74,7 @@ def run(recipe: str, overrides: list[str]) -> dict:
 
 
 def teacher_run(dataset: str) -> str:
-    name = f"{dataset}{DATASETS[dataset].get('tag', '')}-teacher"
+    name = f"{dataset}{DATASETS[dataset].get('teacher_tag', '')}-teacher"
     # later overrides win: the dataset's teacher settings replace the shared student schedule
     summary = run("recipes/cifar10/teacher-resnet56.yaml",
                   [f"name={name}", "seed=0", *DATA_ROOT[dataset], *SCHEDULE, *DATASETS[dataset]["teacher"]])
@@ -98,8 +101,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--cifar-teacher-images", type=int, default=20000)
     parser.add_argument("--cifar-student-images", type=int, default=5000)
+    parser.add_argument("--cifar-epochs", type=int, default=6, help="student epochs on CIFAR-10 (same for every method)")
     args = parser.parse_args()
-    scale_cifar(args.cifar_teacher_images, args.cifar_student_images)
+    scale_cifar(args.cifar_teacher_images, args.cifar_student_images, args.cifar_epochs)
     figures = {}
     for dataset in args.datasets:
         teacher = teacher_run(dataset)
@@ -119,7 +123,8 @@ def main() -> None:
     print_table(figures)
     common.record("cls_methods", figures, "python benchmarks/cls_methods.py --datasets " + " ".join(args.datasets)
                   + " --methods " + " ".join(args.methods) + " --seeds " + " ".join(map(str, args.seeds))
-                  + f" --cifar-teacher-images {args.cifar_teacher_images} --cifar-student-images {args.cifar_student_images}")
+                  + f" --cifar-teacher-images {args.cifar_teacher_images} --cifar-student-images {args.cifar_student_images}"
+                  + f" --cifar-epochs {args.cifar_epochs}")
 
 
 def print_table(figures: dict) -> None:

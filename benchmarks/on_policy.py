@@ -33,7 +33,8 @@ TEACHER_CFG = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers"
 STUDENT_CFG = {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 2, "num_attention_heads": 2,
                "num_key_value_heads": 1, "head_dim": 64}
 TRAIN = {"epochs": 1000, "batch_size": 8, "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.01, "schedule": "cosine",
-         "warmup_epochs": 0.0, "grad_clip": 1.0, "log_every": 5, "checkpoint_every": 100}
+         "warmup_epochs": 0.0, "grad_clip": 1.0, "log_every": 5, "checkpoint_every": 100,
+         "eval_every": 1000}  # evaluate by steps only (an epoch here is 8 steps)
 
 
 def generate_jsonl(model_path: str, records: list[dict], path: Path, max_new: int) -> None:

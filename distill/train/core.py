@@ -190,7 +190,9 @@ class Trainer:
         if finished and self.swa is not None:
             self.swa.apply()
         result = None
-        if finished or self.epoch % self.cfg.eval_every == 0:
+        # a step evaluation due on an epoch's last step is taken here (the step loop breaks before it)
+        step_due = bool(self.cfg.eval_every_steps) and self.step % self.cfg.eval_every_steps == 0
+        if finished or self.epoch % self.cfg.eval_every == 0 or step_due:
             result = self._evaluate() if self.evaluate is not None else None
         self._save()
         ckpt.crash_point("DISTILL_TEST_KILL_AT_STEP", self.step, self.desc)

@@ -98,6 +98,7 @@ def test_tip_keeps_the_requested_fraction_per_rollout(llm_assets, tmp_path, rule
     lines = [json.loads(x) for x in (tmp_path / "tiny-lm" / "student-tip" / "metrics.jsonl").read_text().splitlines()]
     kept = [r["tip_kept"] for r in lines if r["kind"] == "train"]
     assert kept and all(0.2 <= k <= 0.5 for k in kept), kept  # floor(0.5 L) per rollout
+    assert all(r["tip_dense_mib_saved"] > 0 for r in lines if r["kind"] == "train")
     assert all(r["student_batches"] == 1.0 for r in lines if r["kind"] == "train")
     assert summary["stages"]["student-tip"]["steps"] == 4
 

@@ -157,3 +157,14 @@ def test_swa_resume_is_exact(tmp_path):
     fit(tmp_path / "run", resumed, cfg, resume=True)
     for a, b in zip(reference.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("every, expected", [(5, [5, 10, 15]), (3, [3, 6, 9, 12, 15])])
+def test_step_evaluations_fire_also_on_the_last_step_of_an_epoch(tmp_path, every, expected):
+    # 5 steps per epoch: with every=5 each step evaluation falls on an epoch end, a path that once skipped it
+    net, seen = model(), []
+    trainer = Trainer(stage_dir=tmp_path, modules={"student": net}, objective=Objective(net), batches=ToyBatches(),
+                      cfg=TrainConfig(epochs=3, eval_every=100, eval_every_steps=every), progress=False,
+                      evaluate=lambda: seen.append(trainer.step) or {"accuracy": 0.0})
+    trainer.fit()
+    assert seen == expected
