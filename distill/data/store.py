@@ -6,7 +6,8 @@ Layout of a store folder:
                          examples, tokens); `complete` once every split is written
   tokenizer files        (causal_lm) so a student can train with no teacher folder at all
   <split>-NNNNN.safetensors
-      causal_lm:       input_ids, labels (int32, concatenated), example_offsets (int64, n+1),
+      causal_lm:       input_ids (int32, concatenated), loss_mask (uint8: labels = input_ids where 1,
+                       else -100), example_offsets (int64, n+1),
                        topk_ids (int32, positions x k), topk_logp (float16, positions x k),
                        tail_logp (float16, positions), position_offsets (int64, n+1)
                        - one row per valid next-token position (labels[1:] != -100), in order
@@ -34,7 +35,7 @@ from distill.errors import DataError
 from distill.train.checkpoint import atomic_write_text
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: labels stored as a uint8 loss mask (1 stored int32 labels); both read
 IDENTITY_KEYS = ("kind", "teacher", "tokenizer_hash", "k", "temperature", "dtype", "dataset_fingerprint")
 
 
@@ -168,6 +169,11 @@ class StoredExamples:
         data, j = self._cache[shard], i - int(self.starts[shard])
         a, b = int(data["example_offsets"][j]), int(data["example_offsets"][j + 1])
         p, q = int(data["position_offsets"][j]), int(data["position_offsets"][j + 1])
-        return {"input_ids": data["input_ids"][a:b].long().tolist(), "labels": data["labels"][a:b].long().tolist(),
+        input_ids = data["input_ids"][a:b].long()
+        if "loss_mask" in data:
+            labels = torch.where(data["loss_mask"][a:b].bool(), input_ids, torch.full_like(input_ids, -100))
+        else:  # format 1 stored the labels themselves
+            labels = data["labels"][a:b].long()
+        return {"input_ids": input_ids.tolist(), "labels": labels.tolist(),
                 "teacher_topk_ids": data["topk_ids"][p:q], "teacher_topk_logp": data["topk_logp"][p:q],
                 "teacher_tail_logp": data["tail_logp"][p:q]}

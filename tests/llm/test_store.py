@@ -138,3 +138,20 @@ def test_store_with_taid_and_a_sparse_k(llm_assets, tmp_path):
     summary = task.run(cfg, overwrite=True)
     assert summary["stages"]["student-taid"]["kl_to_teacher"] > 0
     assert summary["stages"]["teacher"]["source"] == "store"
+
+
+def test_prompt_masked_labels_round_trip_through_the_store(llm_assets, tmp_path):
+    # labels are stored as a 1-byte loss mask: prompt tokens (-100) and chat turns must come back exactly
+    from distill.models.hf import load_tokenizer
+    from distill.tasks.causal_lm.runner import load_lm_data
+    recipe = cache_recipe(llm_assets, tmp_path)
+    recipe["data"] = {"format": "jsonl", "paths": [llm_assets["jsonl"]], "eval_fraction": 0.2}
+    cache(recipe)
+    _, cfg = build_recipe(recipe)
+    train, _ = load_lm_data(cfg, load_tokenizer(llm_assets["teacher"]))
+    stored = StoreReader(tmp_path / "store").examples("train")
+    assert len(stored) == len(train)
+    for i in range(len(train)):
+        assert stored[i]["input_ids"] == list(train[i]["input_ids"])
+        assert stored[i]["labels"] == list(train[i]["labels"])
+    assert any(-100 in stored[i]["labels"] for i in range(len(stored)))

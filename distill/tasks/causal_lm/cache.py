@@ -61,9 +61,14 @@ def shard_arrays(body: LMBody, batch: dict[str, torch.Tensor], k: int, temperatu
         nll -= float(F.log_softmax(logits, dim=-1).gather(1, targets[start:end, None]).sum())
     lengths = batch["attention_mask"].sum(1)
     valid_per_example = mask.sum(1)
+    input_ids = torch.cat([batch["input_ids"][j, :n] for j, n in enumerate(lengths.tolist())])
+    example_labels = torch.cat([batch["labels"][j, :n] for j, n in enumerate(lengths.tolist())])
+    learned = example_labels != -100
+    if not torch.equal(example_labels[learned], input_ids[learned]):  # the 1-byte mask below relies on it
+        raise ValueError("labels differ from input_ids on learned tokens: the store keeps labels as a loss mask")
     arrays = {
-        "input_ids": torch.cat([batch["input_ids"][j, :n] for j, n in enumerate(lengths.tolist())]).int().numpy(),
-        "labels": torch.cat([batch["labels"][j, :n] for j, n in enumerate(lengths.tolist())]).int().numpy(),
+        "input_ids": input_ids.int().numpy(),
+        "loss_mask": learned.numpy().astype(np.uint8),  # labels = input_ids where 1, else -100 (3 B/token less)
         "example_lengths": lengths.numpy().astype(np.int64),
         "positions": valid_per_example.numpy().astype(np.int64),
         "topk_ids": torch.cat(ids).int().numpy(),
