@@ -169,8 +169,10 @@ def report(teacher: dict, results: dict, args: argparse.Namespace) -> None:
     print(common.table(["student", "golden end", "golden min", "proxy end", "held-out ppl", "hacking flagged",
                         "loop tok/s", "peak RSS GiB"], rows))
     plot(list(results), common.RESULTS / "on_policy_curves.png")
-    common.record("on_policy", {**figures, "steps": args.steps, "eval_every": args.eval_every},
-                  f"python benchmarks/on_policy.py --steps {args.steps} --eval-every {args.eval_every}")
+    common.record("on_policy", {**figures, "steps": args.steps, "eval_every": args.eval_every,
+                                "teacher_steps": args.teacher_steps},
+                  f"python benchmarks/on_policy.py --steps {args.steps} --eval-every {args.eval_every} "
+                  f"--teacher-steps {args.teacher_steps}")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def cls_methods(line: dict[str, Any]) -> list[str]:
     datasets = list(line["figures"])
     head = "| method | " + " | ".join(f"{d} acc % (3 seeds) | vs KD" for d in datasets) + " | s/run |"
     out = [head, "|---|" + "---|---|" * len(datasets) + "---|"]
-    out.append("| *teacher* | " + " | ".join(f"{100 * line['figures'][d]['teacher_accuracy']:.2f} | " for d in datasets) + " |")
+    out.append("| *teacher* | " + " | ".join(f"{100 * line['figures'][d]['teacher_accuracy']:.2f} | " for d in datasets) + " | - |")
     for method in line["figures"][datasets[0]]["methods"]:
         cells, secs = [], []
         for d in datasets:
