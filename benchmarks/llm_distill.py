@@ -32,7 +32,9 @@ OUT = "runs/bench-llm-distill"
 
 
 def run_method(method: str, steps: int, train_blocks: int, store: str | None, eval_blocks: int) -> dict:
-    overrides = [f"train.max_steps={steps}", f"output_dir={OUT}", "progress=false", "train.checkpoint_every=50",
+    # epochs high enough that max_steps, not the end of the data, ends every run (small --train-blocks)
+    overrides = [f"train.max_steps={steps}", "train.epochs=1000", "train.eval_every=1000", f"output_dir={OUT}",
+                 "progress=false", "train.checkpoint_every=50",
                  f"data.max_train_examples={train_blocks}"]
     if store:  # same blocks as the store was written from (its fingerprint is checked); CE needs no teacher
         overrides += [f"name={method}-from-{Path(store).name}", f"data.max_eval_examples={eval_blocks}"]

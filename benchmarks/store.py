@@ -51,7 +51,9 @@ def cache_store(k: int, blocks: int) -> dict:
 
 
 def train(name: str, overrides: list[str], steps: int, recipe: str = "recipes/tiny-from-store.yaml") -> dict:
-    task, cfg = load_recipe(common.ROOT / recipe, [f"name={name}", f"train.max_steps={steps}", "train.checkpoint_every=50",
+    # epochs high enough that --steps, not the end of a small --blocks set, ends the run
+    task, cfg = load_recipe(common.ROOT / recipe, [f"name={name}", f"train.max_steps={steps}", "train.epochs=1000",
+                                                   "train.eval_every=1000", "train.checkpoint_every=50",
                                                    *overrides])
     done = common.ROOT / OUT / name / "summary.json"
     if done.is_file():
