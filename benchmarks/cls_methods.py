@@ -129,18 +129,8 @@ def main() -> None:
 
 def print_table(figures: dict) -> None:
     datasets = list(figures)
-    methods = list(next(iter(figures.values()))["methods"])
-    rows = []
-    for method in methods:
-        row = [method]
-        for d in datasets:
-            acc = [100 * r["accuracy"] for r in figures[d]["methods"][method]]
-            mean, std = common.mean_std(acc)
-            kd = common.mean_std([100 * r["accuracy"] for r in figures[d]["methods"].get("kd", figures[d]["methods"][method])])[0]
-            row += [f"{mean:.2f} +- {std:.2f}", f"{mean - kd:+.2f}"]
-        secs = [r["train_seconds"] for d in datasets for r in figures[d]["methods"][method]]
-        row.append(f"{common.mean_std(secs)[0]:.0f}")
-        rows.append(row)
+    rows = [[method] + [c for mean, std, vs_kd in cells for c in (f"{mean:.2f} +- {std:.2f}", f"{vs_kd:+.2f}")] + [f"{secs:.0f}"]
+            for method, cells, secs in common.method_summary(figures)]
     columns = ["method"] + [c for d in datasets for c in (f"{d} acc %", "vs KD")] + ["s/run"]
     print("\nteachers: " + ", ".join(f"{d} {100 * figures[d]['teacher_accuracy']:.2f}%" for d in datasets))
     print(common.table(columns, rows))

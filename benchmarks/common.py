@@ -58,3 +58,19 @@ def table(columns: list[str], rows: list[list[Any]]) -> str:
 def mean_std(values: list[float]) -> tuple[float, float]:
     import statistics
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def method_summary(figures: dict[str, Any]) -> list[tuple[str, list[tuple[float, float, float]], float]]:
+    """cls_methods figures -> per method: [(mean %, std %, mean - KD mean) per dataset], mean train seconds."""
+    datasets = list(figures)
+    rows = []
+    for method in figures[datasets[0]]["methods"]:
+        cells, secs = [], []
+        for d in datasets:
+            runs = figures[d]["methods"][method]
+            mean, std = mean_std([100 * r["accuracy"] for r in runs])
+            kd_mean = mean_std([100 * r["accuracy"] for r in figures[d]["methods"].get("kd", runs)])[0]
+            cells.append((mean, std, mean - kd_mean))
+            secs += [r["train_seconds"] for r in runs]
+        rows.append((method, cells, mean_std(secs)[0]))
+    return rows

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import common
 from distill.tasks import load_recipe
-import store as store_bench
 from store import live_teacher_eval
 
 RECIPES = {"ce": "recipes/llm/smollm2-to-tiny-ce.yaml", "fkl": "recipes/smollm2-to-tiny-fkl.yaml",
@@ -55,14 +54,13 @@ def main() -> None:
                         "teacher; quality is then measured against the live teacher on the held-out blocks")
     parser.add_argument("--eval-blocks", type=int, default=64, help="with --store: the store's held-out blocks")
     args = parser.parse_args()
-    store_bench.EVAL_BLOCKS = args.eval_blocks
     figures, rows, teacher = {}, [], None
     for method in args.methods:
         summary = run_method(method, args.steps, args.train_blocks, args.store, args.eval_blocks)
         stages = summary["stages"]
         student = next(v for k, v in stages.items() if k.startswith("student-"))
         if args.store:  # the run's own eval scores against stored top-k: re-score against the live teacher
-            student = {**student, **live_teacher_eval(summary["name"], args.train_blocks, OUT)}
+            student = {**student, **live_teacher_eval(summary["name"], args.train_blocks, args.eval_blocks, OUT)}
         teacher = stages.get("teacher", teacher)
         figures[method] = {k: student[k] for k in ("perplexity", "nll", "kl_to_teacher", "train_tokens_per_s",
                                                    "train_seconds", "params", "steps") if k in student}

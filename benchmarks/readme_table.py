@@ -51,15 +51,9 @@ def cls_methods(line: dict[str, Any]) -> list[str]:
     head = "| method | " + " | ".join(f"{d} acc % (3 seeds) | vs KD" for d in datasets) + " | s/run |"
     out = [head, "|---|" + "---|---|" * len(datasets) + "---|"]
     out.append("| *teacher* | " + " | ".join(f"{100 * line['figures'][d]['teacher_accuracy']:.2f} | " for d in datasets) + " | - |")
-    for method in line["figures"][datasets[0]]["methods"]:
-        cells, secs = [], []
-        for d in datasets:
-            runs = line["figures"][d]["methods"][method]
-            kd = line["figures"][d]["methods"].get("kd", runs)
-            mean = common.mean_std([100 * r["accuracy"] for r in runs])[0]
-            cells.append(f"{pm([r['accuracy'] for r in runs])} | {mean - common.mean_std([100 * r['accuracy'] for r in kd])[0]:+.2f}")
-            secs += [r["train_seconds"] for r in runs]
-        out.append(f"| {method} | " + " | ".join(cells) + f" | {common.mean_std(secs)[0]:.0f} |")
+    for method, cells, secs in common.method_summary(line["figures"]):
+        out.append(f"| {method} | " + " | ".join(f"{mean:.2f} ± {std:.2f} | {vs_kd:+.2f}" for mean, std, vs_kd in cells)
+                   + f" | {secs:.0f} |")
     return out
 
 

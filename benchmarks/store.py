@@ -27,18 +27,16 @@ from distill.tasks import load_recipe
 OUT = "runs/bench-store"
 
 
-EVAL_BLOCKS = 64  # held-out blocks; part of the data fingerprint, so set once per run by --eval-blocks
-
-
-def data_overrides(blocks: int) -> list[str]:
-    return [f"data.max_train_examples={blocks}", f"data.max_eval_examples={EVAL_BLOCKS}", "progress=false",
+def data_overrides(blocks: int, eval_blocks: int) -> list[str]:
+    # both counts are part of the data fingerprint: a store and its students must use the same ones
+    return [f"data.max_train_examples={blocks}", f"data.max_eval_examples={eval_blocks}", "progress=false",
             f"output_dir={OUT}"]
 
 
-def cache_store(k: int, blocks: int) -> dict:
+def cache_store(k: int, blocks: int, eval_blocks: int) -> dict:
     path = f"{OUT}/store-k{k}"
     task, cfg = load_recipe(common.ROOT / "recipes/smollm2-cache.yaml", [f"store.k={k}", f"store.path={path}",
-                                                                         *data_overrides(blocks)])
+                                                                         *data_overrides(blocks, eval_blocks)])
     manifest_path = common.ROOT / path / "manifest.json"
     if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("complete"):
         manifest = json.loads(manifest_path.read_text())
@@ -62,7 +60,7 @@ def train(name: str, overrides: list[str], steps: int, recipe: str = "recipes/ti
 
 
 @torch.no_grad()
-def live_teacher_eval(run_name: str, blocks: int, out: str = OUT) -> dict:
+def live_teacher_eval(run_name: str, blocks: int, eval_blocks: int, out: str = OUT) -> dict:
     """The exported student of a run against the live teacher on the held-out blocks."""
     from transformers import AutoModelForCausalLM
 
@@ -71,7 +69,7 @@ def live_teacher_eval(run_name: str, blocks: int, out: str = OUT) -> dict:
     from distill.models import FrozenTeacher
     from distill.models.hf import LMBody, load_causal_lm, load_tokenizer
     from distill.tasks.causal_lm.runner import load_lm_data
-    _, cfg = load_recipe(common.ROOT / "recipes/smollm2-cache.yaml", data_overrides(blocks))
+    _, cfg = load_recipe(common.ROOT / "recipes/smollm2-cache.yaml", data_overrides(blocks, eval_blocks))
     teacher = FrozenTeacher(LMBody(load_causal_lm(cfg.teacher.path)))
     tokenizer = load_tokenizer(cfg.teacher.path)
     _, held = load_lm_data(cfg, tokenizer)
@@ -88,22 +86,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--eval-blocks", type=int, default=64, help="held-out blocks for the live-teacher evaluation")
     args = parser.parse_args()
-    global EVAL_BLOCKS
-    EVAL_BLOCKS = args.eval_blocks
     figures, rows = {"stores": {}, "students": {}}, []
     for k in args.ks:
-        m = cache_store(k, args.blocks)
+        m = cache_store(k, args.blocks, args.eval_blocks)
         positions = sum(s["tokens"] for v in m["splits"].values() for s in v)
         figures["stores"][k] = {"bytes_per_token": m["bytes_per_token"], "positions": positions,
                                 "cache_seconds": m["cache_seconds"], "cache_positions_per_s": positions / m["cache_seconds"]}
         print(f"k={k}: {m['bytes_per_token']:.1f} bytes/token, {positions / m['cache_seconds']:.0f} positions/s", flush=True)
-    runs = {f"k{k}": train(f"from-store-k{k}", [f"store.path={OUT}/store-k{k}", *data_overrides(args.blocks)], args.steps)
+    runs = {f"k{k}": train(f"from-store-k{k}", [f"store.path={OUT}/store-k{k}", *data_overrides(args.blocks, args.eval_blocks)], args.steps)
             for k in args.ks}
-    runs["live"] = train("live-teacher", ["store=null", *data_overrides(args.blocks)], args.steps,
+    runs["live"] = train("live-teacher", ["store=null", *data_overrides(args.blocks, args.eval_blocks)], args.steps,
                          recipe="recipes/smollm2-to-tiny-fkl.yaml")
     for name, summary in runs.items():
         student = next(v for s, v in summary["stages"].items() if s.startswith("student-"))
-        quality = live_teacher_eval(summary["name"], args.blocks)
+        quality = live_teacher_eval(summary["name"], args.blocks, args.eval_blocks)
         figures["students"][name] = {"train_tokens_per_s": student["train_tokens_per_s"], "perplexity": quality["perplexity"],
                                      "kl_to_teacher": quality["kl_to_teacher"], "steps": student["steps"]}
     live_speed = figures["students"]["live"]["train_tokens_per_s"]

@@ -173,13 +173,16 @@ class Trainer:
             epoch_done = self.batch_in_epoch >= self.steps_per_epoch
             if self.step >= self.total_steps or epoch_done:
                 break
-            if self.cfg.eval_every_steps and self.step % self.cfg.eval_every_steps == 0 and self.evaluate is not None:
+            if self._step_eval_due() and self.evaluate is not None:
                 self._evaluate()  # before this step's checkpoint: state the evaluation changes is saved with it
             if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                 self._save()
             ckpt.crash_point("DISTILL_TEST_KILL_AT_STEP", self.step, self.desc)
             wait_start = time.perf_counter()
         return self._end_epoch()
+
+    def _step_eval_due(self) -> bool:
+        return bool(self.cfg.eval_every_steps) and self.step % self.cfg.eval_every_steps == 0
 
     def _end_epoch(self) -> dict[str, Any] | None:
         finished = self.step >= self.total_steps
@@ -191,8 +194,7 @@ class Trainer:
             self.swa.apply()
         result = None
         # a step evaluation due on an epoch's last step is taken here (the step loop breaks before it)
-        step_due = bool(self.cfg.eval_every_steps) and self.step % self.cfg.eval_every_steps == 0
-        if finished or self.epoch % self.cfg.eval_every == 0 or step_due:
+        if finished or self.epoch % self.cfg.eval_every == 0 or self._step_eval_due():
             result = self._evaluate() if self.evaluate is not None else None
         self._save()
         ckpt.crash_point("DISTILL_TEST_KILL_AT_STEP", self.step, self.desc)

@@ -127,7 +127,7 @@ def test_image_folder_resizes_on_request(tmp_path, monkeypatch):
 
 
 def test_subsets_are_random_nested_and_class_balanced_on_sorted_trees():
-    from distill.tasks.classification.runner import subset_indices
+    from distill.data.subset import subset_indices
     labels = torch.arange(10).repeat_interleave(100)  # stored class by class, like an image tree
     small, large = subset_indices(1000, 100), subset_indices(1000, 400)
     assert set(small.tolist()) <= set(large.tolist()), "a smaller subset is part of a larger one"

@@ -75,3 +75,20 @@ def lm_recipe(assets, out, **changes):
     }
     recipe.update(changes)
     return recipe
+
+
+def crash_then_resume(task, cfg, monkeypatch, crash_at_step: int) -> None:
+    """Run `cfg`, crash it on its `crash_at_step`-th optimizer step (1-based), then resume it to the end."""
+    import distill.train.core as core
+    original, calls = core.Trainer._step, {"n": 0}
+
+    def failing(self, batch):
+        calls["n"] += 1
+        if calls["n"] == crash_at_step:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, batch)
+    monkeypatch.setattr(core.Trainer, "_step", failing)
+    with pytest.raises(KeyboardInterrupt):
+        task.run(cfg, overwrite=True)
+    monkeypatch.setattr(core.Trainer, "_step", original)
+    task.run(cfg, resume=True)

@@ -8,7 +8,7 @@ from distill.cli import main
 from distill.errors import ConfigError
 from distill.tasks import build_recipe
 from tests.helpers import write_recipe
-from tests.llm.conftest import lm_recipe, tiny_llama, transformers
+from tests.llm.conftest import crash_then_resume, lm_recipe, tiny_llama, transformers
 
 
 def run(recipe):
@@ -77,20 +77,7 @@ def test_resume_after_crash_is_bit_identical(llm_assets, tmp_path, monkeypatch):
     crashed = json.loads(json.dumps(recipe))
     crashed["output_dir"] = str(tmp_path / "run")
     task, cfg = build_recipe(crashed)
-    import distill.train.core as core
-    original = core.Trainer._step
-    calls = {"n": 0}
-
-    def failing(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("crash")
-        return original(self, batch)
-    monkeypatch.setattr(core.Trainer, "_step", failing)
-    with pytest.raises(KeyboardInterrupt):
-        task.run(cfg, overwrite=True)
-    monkeypatch.setattr(core.Trainer, "_step", original)
-    task.run(cfg, resume=True)
+    crash_then_resume(task, cfg, monkeypatch, crash_at_step=5)
     a, b = final_weights(tmp_path / "ref"), final_weights(tmp_path / "run")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ref_state = json.loads(next((tmp_path / "ref" / "tiny-lm" / "student-taid" / "checkpoints").glob("step-00000006/state.json")).read_text())

@@ -12,7 +12,7 @@ from distill.data.token_stream import collate
 from distill.tasks import build_recipe
 from distill.train.generation import SamplingConfig, completion_example, sample_completions
 from distill.train.on_policy import OnPolicyBatches, OnPolicySpec, PacedSpec, paced_weight
-from tests.llm.conftest import lm_recipe
+from tests.llm.conftest import crash_then_resume, lm_recipe
 
 EOS, PAD = 2, 0
 
@@ -115,8 +115,6 @@ def test_selection_rules_pick_the_right_tokens():
 
 def test_exopd_lambda_one_is_the_plain_on_policy_objective(llm_assets):
     """lambda = 1: the reference cancels, and the update equals grad of mean_t -(log p_T - log p_old) r_t."""
-    import copy
-
     from distill.config import from_dict
     from distill.methods import METHODS, TaskInfo, build_method
     from distill.models import FrozenTeacher
@@ -194,19 +192,7 @@ def test_on_policy_resume_is_bit_identical(llm_assets, tmp_path, monkeypatch):
     crashed = json.loads(json.dumps(recipe))
     crashed["output_dir"] = str(tmp_path / "run")
     task, cfg = build_recipe(crashed)
-    import distill.train.core as core
-    original, calls = core.Trainer._step, {"n": 0}
-
-    def failing(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return original(self, batch)
-    monkeypatch.setattr(core.Trainer, "_step", failing)
-    with pytest.raises(KeyboardInterrupt):
-        task.run(cfg, overwrite=True)
-    monkeypatch.setattr(core.Trainer, "_step", original)
-    task.run(cfg, resume=True)
+    crash_then_resume(task, cfg, monkeypatch, crash_at_step=4)
     a, b = weights(tmp_path / "ref"), weights(tmp_path / "run")
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from distill.config import to_dict
+from distill.data.subset import subset_indices
 from distill.data.text import jsonl_examples, packed_text_blocks, text_fingerprint
 from distill.data.token_stream import TokenBatches
 from distill.errors import ConfigError, DataError
@@ -95,11 +96,10 @@ def load_prompt_records(cfg: CausalLMRecipe, tokenizer: Any) -> tuple[list, list
 
 
 def random_subset(items: Any, size: int | None) -> Any:
-    """A fixed random subset (seed 0) in the original order: documents are stored sorted by name, so a
-    prefix would hold only the first few of them."""
+    """`items` (a list or an array) restricted to `subset_indices`; all of them when size is None or too large."""
     if not size or size >= len(items):
         return items
-    keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(0))[:size].sort().values
+    keep = subset_indices(len(items), size)
     return items[keep.numpy()] if isinstance(items, np.ndarray) else [items[int(i)] for i in keep]
 
 

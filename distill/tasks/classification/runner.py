@@ -20,6 +20,7 @@ from distill.config import to_dict
 from distill.data.augment import AUGMENTATIONS
 from distill.data.images import DATASETS, ImageSplits
 from distill.data.stream import ArrayBatches, normalize
+from distill.data.subset import subset_indices
 from distill.errors import ConfigError, DataError
 from distill.eval import classification_metrics, count_parameters, cpu_latency, predict_logits
 from distill.eval.probe import linear_probe_accuracy
@@ -92,16 +93,6 @@ def load_data(cfg: ClassificationRecipe) -> tuple[ImageSplits, ImageSplits | Non
                        data.name, data.mean, data.std)
     data.train_x, data.train_y = split.train_x, split.train_y
     return data, held
-
-
-def subset_indices(n: int, size: int) -> torch.Tensor:
-    """A fixed random subset (seed 0, whatever the run seed), in the original order.
-
-    Random, not the first `size`: image trees are stored class by class, so a prefix would hold
-    only the first classes. Nested: a smaller subset is part of every larger one.
-    """
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    return order[:size].sort().values
 
 
 def build_model(spec: ModelSpec, data: ImageSplits, seed: int, role: str) -> nn.Module:
