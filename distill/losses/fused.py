@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distill.losses.sparse import BucketTarget, SparseTargets
+from distill.losses.kl_grad import forward_kl_with_grad, sparse_forward_kl_with_grad
+from distill.losses.sparse import BucketTarget, SparseTargets, UniformTailTarget
 from distill.losses.token import DIVERGENCES
 
 LOGIT_BUDGET_BYTES = 256 * 2 ** 20  # memory for one chunk's logits and their softmax / gradient buffers
@@ -43,7 +44,8 @@ def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
 
 
-TeacherChunk = Callable[[int, int], Tensor]  # (start, end) -> teacher logits or log-probs, (end - start, V)
+Teacher = Tensor | UniformTailTarget | BucketTarget | None  # one chunk's teacher: dense logits (n, V) or stored top-k
+TeacherChunk = Callable[[int, int], Teacher]  # (start, end) -> the teacher for those tokens
 
 
 class _FusedDivergence(torch.autograd.Function):
@@ -90,26 +92,59 @@ def _weighted_sum(per_position: Tensor, mask: Tensor, weights: Tensor | None) ->
     return (values * weights).sum() if weights is not None else values.sum()
 
 
-def _chunk_loss(hidden: Tensor, head: Tensor, teacher: Tensor, mask: Tensor, labels: Tensor | None,
+def _chunk_loss(hidden: Tensor, head: Tensor, teacher: Teacher, mask: Tensor, labels: Tensor | None,
                 spec: dict, weights: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """(divergence sum, ce sum, d(weighted objective)/d(chunk logits)), all already divided by the normaliser."""
     vocab = spec["vocab"] or head.shape[0]
+    logits = (hidden @ head[:vocab].t()).float()
+    if teacher is not None and spec["name"] == "kl" and not spec["kwargs"] and not isinstance(teacher, BucketTarget):
+        div, grad_logits = _closed_form_kl(logits, teacher, mask, spec, weights)
+        if labels is None:
+            return div, logits.new_zeros(()), grad_logits
+        _, ce, grad_ce = _autograd_loss(logits, None, mask, labels, {**spec, "kd_weight": 0.0}, weights)
+        return div, ce, grad_logits.add_(grad_ce)
+    if isinstance(teacher, UniformTailTarget):
+        teacher = teacher.dense_logits(spec["temperature"])
+    return _autograd_loss(logits, teacher, mask, labels, spec, weights)
+
+
+def _closed_form_kl(logits: Tensor, teacher: Tensor | UniformTailTarget, mask: Tensor, spec: dict,
+                    weights: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Forward KL with its gradient written out (`distill.losses.kl_grad`): no autograd over chunk x V tensors."""
+    temperature = spec["temperature"]
+    if isinstance(teacher, UniformTailTarget):
+        per, grad = sparse_forward_kl_with_grad(logits, teacher.ids, teacher.logp, teacher.tail, temperature)
+    else:
+        per, grad = forward_kl_with_grad(logits, teacher[:, :logits.shape[1]], temperature)
+    coef = mask.to(per.dtype) if weights is None else mask.to(per.dtype) * weights
+    per = torch.where(mask, per, torch.zeros_like(per))  # masked rows may hold NaN (all -inf teachers)
+    div = (per * coef).sum() / spec["normalizer"] if weights is not None else per.sum() / spec["normalizer"]
+    if not bool(mask.all()):
+        grad.masked_fill_(~mask[:, None], 0.0)
+    return div, grad.mul_((spec["kd_weight"] * coef / spec["normalizer"])[:, None])
+
+
+def _autograd_loss(logits: Tensor, teacher: Tensor | BucketTarget | None, mask: Tensor, labels: Tensor | None,
+                   spec: dict, weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Any divergence (and CE) on one chunk's logits, its gradient by autograd."""
     with torch.enable_grad():
-        logits = (hidden @ head[:vocab].t()).float().detach().requires_grad_(True)
+        logits = logits.detach().requires_grad_(True)
         div = logits.new_zeros(())
         if isinstance(teacher, BucketTarget):  # sparse top-k + one tail bucket: compare (k + 1)-way distributions
             s_bucket, t_bucket = teacher.pair(logits, spec["temperature"])
             per = spec["fn"](s_bucket, t_bucket, temperature=1.0, mask=mask, reduction="none", **spec["kwargs"])
             div = _weighted_sum(per, mask, weights) / spec["normalizer"]
         elif teacher is not None:
-            per = spec["fn"](logits, teacher[:, :vocab], temperature=spec["temperature"], mask=mask, reduction="none",
-                             **spec["kwargs"])
+            per = spec["fn"](logits, teacher[:, :logits.shape[1]], temperature=spec["temperature"], mask=mask,
+                             reduction="none", **spec["kwargs"])
             div = _weighted_sum(per, mask, weights) / spec["normalizer"]
         ce = logits.new_zeros(())
         if labels is not None:
             per = F.cross_entropy(logits, labels.masked_fill(~mask, -100), ignore_index=-100, reduction="none")
             ce = _weighted_sum(per, mask, weights) / spec["normalizer"]
         objective = spec["kd_weight"] * div + spec["ce_weight"] * ce
+        if not objective.requires_grad:  # nothing to differentiate (e.g. CE weight 0 here)
+            return div.detach(), ce.detach(), torch.zeros_like(logits)
         (grad_logits,) = torch.autograd.grad(objective, logits)
     return div.detach(), ce.detach(), grad_logits
 
@@ -162,7 +197,7 @@ def fused_linear_divergence(student_hidden: Tensor, student_head: Tensor, teache
         if kd_weight and (teacher_hidden is None or teacher_head is None):
             raise ValueError("give teacher_hidden and teacher_head, or teacher_chunk")
         teacher_chunk = _dense_teacher(teacher_hidden, teacher_head, vocab) if kd_weight else (lambda s, e: None)
-    spec = {"fn": DIVERGENCES[divergence], "temperature": temperature, "kwargs": divergence_kwargs,
+    spec = {"name": divergence, "fn": DIVERGENCES[divergence], "temperature": temperature, "kwargs": divergence_kwargs,
             "chunk_size": chunk_size or default_chunk_size(vocab), "normalizer": normalizer, "vocab": vocab,
             "kd_weight": kd_weight, "ce_weight": ce_weight if ce_labels is not None else 0.0,
             "weights": None if weights is None else weights.detach().float()}
@@ -190,6 +225,8 @@ def token_statistics(hidden: Tensor, head: Tensor, teacher_chunk: TeacherChunk, 
     for start, end in chunk_bounds(n, chunk_size or default_chunk_size(vocab_size)):
         s = F.log_softmax((hidden[start:end] @ head[:vocab_size].t()).float() / temperature, dim=-1)
         teacher = teacher_chunk(start, end)
+        if isinstance(teacher, UniformTailTarget):
+            teacher = teacher.dense_logits(temperature)
         if isinstance(teacher, BucketTarget):
             s_b, t = teacher.pair(s, 1.0)
             divergence[start:end] = kl_terms(s_b, t)

@@ -37,7 +37,7 @@ def sparse_to_dense(ids: Tensor, logp: Tensor, tail: Tensor, vocab_size: int) ->
     """(n, V) log-probs: the stored top-k at their ids, the tail mass spread uniformly over the other ids."""
     n, k = ids.shape
     if k >= vocab_size:
-        fill = torch.full((n, 1), float("-inf"), dtype=torch.float32, device=ids.device)
+        fill = torch.full((n, 1), float("-inf"), dtype=upcast(logp).dtype, device=ids.device)
     else:
         fill = upcast(tail).reshape(n, 1) - math.log(vocab_size - k)
     dense = fill.expand(n, vocab_size).clone()
@@ -65,6 +65,22 @@ class BucketTarget:
 
 
 @dataclass
+class UniformTailTarget:
+    """A teacher chunk in uniform-tail form. Forward KL reads it directly (`sparse_forward_kl_with_grad`);
+    every other divergence takes `dense_logits`."""
+
+    ids: Tensor
+    logp: Tensor
+    tail: Tensor
+    vocab_size: int
+
+    def dense_logits(self, temperature: float) -> Tensor:
+        """(n, V) teacher log-probs times T: a divergence at temperature T divides by T again, so the
+        teacher stays at its capture temperature."""
+        return sparse_to_dense(self.ids, self.logp, self.tail, self.vocab_size) * temperature
+
+
+@dataclass
 class SparseTargets:
     """Sparse teacher outputs for N positions, captured at `temperature`; `chunk` feeds the fused loss.
 
@@ -77,12 +93,11 @@ class SparseTargets:
     temperature: float
     mode: str = "uniform"
 
-    def chunk(self, start: int, end: int, vocab_size: int, loss_temperature: float) -> Tensor | BucketTarget:
+    def chunk(self, start: int, end: int, vocab_size: int, loss_temperature: float) -> UniformTailTarget | BucketTarget:
         if abs(loss_temperature - self.temperature) > 1e-9:
             raise ValueError(f"the stored teacher was captured at temperature {self.temperature}; the loss asks for "
                              f"{loss_temperature} (set the method's temperature to {self.temperature} or recapture)")
         ids, logp, tail = self.ids[start:end], self.logp[start:end], self.tail[start:end]
         if self.mode == "bucket":
             return BucketTarget(ids, logp, tail)
-        # log-probs times T: the divergence divides by T again, so the teacher stays at the capture temperature
-        return sparse_to_dense(ids, logp, tail, vocab_size) * loss_temperature
+        return UniformTailTarget(ids, logp, tail, vocab_size)
