@@ -98,6 +98,10 @@ def store(line: dict[str, Any]) -> list[str]:
                    if st else "| live dense teacher | - |")
         out[-1] += (f" {st['cache_positions_per_s']:.0f} |" if st else " - |") + \
             f" {s['train_tokens_per_s']:.0f} | {s['train_tokens_per_s'] / live:.2f}x | {s['perplexity']:.2f} | {s['kl_to_teacher']:.4f} |"
+    if "timing" in f:
+        t = f["timing"]
+        out += ["", f"Alternated short runs ({t['steps']} steps each), store k={t['k']} vs live teacher: speed ratios "
+                    f"{', '.join(f'{r:.2f}x' for r in t['ratios'])}, geometric mean {t['geomean_ratio']:.2f}x."]
     return out
 
 

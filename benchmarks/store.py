@@ -9,14 +9,20 @@ plus --eval-blocks held-out blocks):
      side by side (target: store >= 3x the live teacher);
   3. every final student evaluated against the *live* teacher on the held-out blocks (perplexity
      and KL(teacher || student)), so the quality cost of top-k is measured on one scale.
+  4. timing rounds: short runs (--timing-steps) of the k = 32 student and the live-teacher student
+     alternated --timing-rounds times, so the speed ratio is also measured side by side in time
+     (geometric mean of the per-round ratios) and not only from two long runs far apart.
+Speeds count the training step and the batch fetch (a store read is part of training from a store).
+Finished runs are reused: delete runs/bench-store after changing the code being measured.
 Targets: <= 200 bytes/token at k = 32; training from the store >= 3x faster.
 
-    python benchmarks/store.py [--ks 8 32 128] [--blocks 400] [--steps 150]
+    python benchmarks/store.py [--ks 8 32 128] [--blocks 400] [--steps 150] [--timing-rounds 2]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import common
@@ -59,6 +65,24 @@ def train(name: str, overrides: list[str], steps: int, recipe: str = "recipes/ti
     return task.run(cfg, resume=(common.ROOT / OUT / name).exists())
 
 
+def timing_rounds(k: int, rounds: int, steps: int, blocks: int, eval_blocks: int) -> dict:
+    """Alternate short runs from the k store and with the live teacher; per-round speed ratios (loop tokens/s)."""
+    data = data_overrides(blocks, eval_blocks)
+    ratios, speeds = [], []
+    for r in range(rounds):
+        store = speed_of(train(f"timing-r{r}-k{k}", [f"store.path={OUT}/store-k{k}", *data], steps))
+        live = speed_of(train(f"timing-r{r}-live", ["store=null", *data], steps, recipe="recipes/smollm2-to-tiny-fkl.yaml"))
+        ratios.append(store / live)
+        speeds.append({"store": store, "live": live})
+        print(f"timing round {r}: store k={k} {store:.0f} tok/s, live {live:.0f} tok/s, ratio {store / live:.2f}", flush=True)
+    return {"k": k, "steps": steps, "rounds": speeds, "ratios": ratios,
+            "geomean_ratio": math.exp(sum(map(math.log, ratios)) / len(ratios))}
+
+
+def speed_of(summary: dict) -> float:
+    return next(v for s, v in summary["stages"].items() if s.startswith("student-"))["loop_tokens_per_s"]
+
+
 @torch.no_grad()
 def live_teacher_eval(run_name: str, blocks: int, eval_blocks: int, out: str = OUT) -> dict:
     """The exported student of a run against the live teacher on the held-out blocks."""
@@ -85,6 +109,8 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=400)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--eval-blocks", type=int, default=64, help="held-out blocks for the live-teacher evaluation")
+    parser.add_argument("--timing-rounds", type=int, default=2, help="alternated short store / live runs (0: none)")
+    parser.add_argument("--timing-steps", type=int, default=5)
     args = parser.parse_args()
     figures, rows = {"stores": {}, "students": {}}, []
     for k in args.ks:
@@ -100,9 +126,13 @@ def main() -> None:
     for name, summary in runs.items():
         student = next(v for s, v in summary["stages"].items() if s.startswith("student-"))
         quality = live_teacher_eval(summary["name"], args.blocks, args.eval_blocks)
-        figures["students"][name] = {"train_tokens_per_s": student["train_tokens_per_s"], "perplexity": quality["perplexity"],
+        figures["students"][name] = {"train_tokens_per_s": student["loop_tokens_per_s"],
+                                     "step_tokens_per_s": student["train_tokens_per_s"], "perplexity": quality["perplexity"],
                                      "kl_to_teacher": quality["kl_to_teacher"], "steps": student["steps"]}
     live_speed = figures["students"]["live"]["train_tokens_per_s"]
+    if args.timing_rounds:
+        k = 32 if 32 in args.ks else args.ks[0]
+        figures["timing"] = timing_rounds(k, args.timing_rounds, args.timing_steps, args.blocks, args.eval_blocks)
     for name, f in figures["students"].items():
         k = name[1:] if name.startswith("k") else "-"
         store = figures["stores"].get(int(k)) if k != "-" else None
@@ -111,9 +141,12 @@ def main() -> None:
                      f"{f['train_tokens_per_s'] / live_speed:.2f}x", f"{f['perplexity']:.2f}", f"{f['kl_to_teacher']:.4f}"])
     print(common.table(["student from", "k", "bytes/token", "cache pos/s", "train tok/s", "vs live", "held-out ppl",
                         "KL(teacher||student)"], rows))
+    if "timing" in figures:
+        print(f"alternated timing rounds, k={figures['timing']['k']}: store/live ratios "
+              f"{', '.join(f'{r:.2f}' for r in figures['timing']['ratios'])} (geometric mean {figures['timing']['geomean_ratio']:.2f})")
     common.record("store", {**figures, "blocks": args.blocks, "steps": args.steps},
                   f"python benchmarks/store.py --ks {' '.join(map(str, args.ks))} --blocks {args.blocks} --steps {args.steps} "
-                  f"--eval-blocks {args.eval_blocks}")
+                  f"--eval-blocks {args.eval_blocks} --timing-rounds {args.timing_rounds} --timing-steps {args.timing_steps}")
 
 
 if __name__ == "__main__":
