@@ -50,6 +50,15 @@ def record(name: str, figures: dict[str, Any], command: str) -> dict[str, Any]:
     return line
 
 
+def latest_result(name: str) -> dict[str, Any] | None:
+    """The last line of benchmarks/results/<name>.jsonl, or None."""
+    path = RESULTS / f"{name}.jsonl"
+    if not path.is_file():
+        return None
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return lines[-1] if lines else None
+
+
 def table(columns: list[str], rows: list[list[Any]]) -> str:
     from distill.report.text import format_text_table
     return format_text_table(columns, [[str(c) for c in r] for r in rows], left=1)

@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Callable
 
@@ -54,6 +53,15 @@ def cls_methods(line: dict[str, Any]) -> list[str]:
     for method, cells, secs in common.method_summary(line["figures"]):
         out.append(f"| {method} | " + " | ".join(f"{mean:.2f} ± {std:.2f} | {vs_kd:+.2f}" for mean, std, vs_kd in cells)
                    + f" | {secs:.0f} |")
+    return out
+
+
+@formatter("cls_probes")
+def cls_probes(line: dict[str, Any]) -> list[str]:
+    out = ["| dataset / probe | what it tests | acc % (3 seeds) |", "|---|---|---|"]
+    for name, probe in line["figures"].items():
+        mean, std = common.mean_std(probe["accuracies"])
+        out.append(f"| {name} | {probe['what']} (`{' '.join(probe['overrides'])}`) | {mean:.2f} ± {std:.2f} |")
     return out
 
 
@@ -118,18 +126,10 @@ def on_policy(line: dict[str, Any]) -> list[str]:
     return out
 
 
-def latest(name: str) -> dict[str, Any] | None:
-    path = common.RESULTS / f"{name}.jsonl"
-    if not path.is_file():
-        return None
-    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return lines[-1] if lines else None
-
-
 def section() -> str:
     parts = []
     for name, fn in FORMATTERS.items():
-        line = latest(name)
+        line = common.latest_result(name)
         if line is None:
             continue
         parts.append(f"**{name}** — `{line['command']}` (commit {line['commit']}, torch {line['torch']}, "
