@@ -21,6 +21,8 @@ PROBES = [
     ("fashion_mnist", "at", "w100", ["method.at_weight=100"], "AT weight 100 instead of the paper's 1000"),
     ("cifar10", "ls_kd", "ce1kd1", ["method.ce_weight=1.0", "method.kd_weight=1.0"], "LS-KD CE/KD weights 1/1 instead of 0.1/9"),
     ("cifar10", "dist", "T1", ["method.temperature=1.0"], "DIST at T=1 instead of 4"),
+    ("fashion_mnist", "crd", "w02", ["method.crd_weight=0.2"], "CRD contrastive weight 0.2 instead of 0.8"),
+    ("fashion_mnist", "crd", "kd1", ["method.kd_weight=1.0"], "CRD + KD (the paper's CRD+KD row)"),
     ("cifar10", "crd", "w02", ["method.crd_weight=0.2"], "CRD contrastive weight 0.2 instead of 0.8"),
     ("cifar10", "crd", "kd1", ["method.kd_weight=1.0"], "CRD + KD (the paper's CRD+KD row)"),
     ("cifar10", "bd_kd", "T1", ["method.temperature=1.0"], "BD-KD at T=1 instead of 4"),
