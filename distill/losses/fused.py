@@ -4,7 +4,9 @@
 It walks the tokens in chunks; for each chunk it builds the chunk x V logits, evaluates the
 divergence (the very same function as the dense path, with reduction="sum") and its gradient with
 respect to those logits, then folds that into the gradients of the hidden states (chunk x H) and of
-the head weight (accumulated in place, V x H). The gradients are computed in the forward pass and
+the head weight (accumulated in place, V x H). Forward KL, the common case, skips autograd: its
+value and gradient p_s - p_t are written out in `distill.losses.kl_grad` (equal to the autograd
+path, tested), also straight from stored top-k targets without densifying them. The gradients are computed in the forward pass and
 only scaled in the backward pass, so the compute equals one dense forward + backward while at most
 one chunk of logits (and its few softmax buffers) is alive at a time.
 """
@@ -118,7 +120,7 @@ def _closed_form_kl(logits: Tensor, teacher: Tensor | UniformTailTarget, mask: T
         per, grad = forward_kl_with_grad(logits, teacher[:, :logits.shape[1]], temperature)
     coef = mask.to(per.dtype) if weights is None else mask.to(per.dtype) * weights
     per = torch.where(mask, per, torch.zeros_like(per))  # masked rows may hold NaN (all -inf teachers)
-    div = (per * coef).sum() / spec["normalizer"] if weights is not None else per.sum() / spec["normalizer"]
+    div = (per * coef).sum() / spec["normalizer"]
     if not bool(mask.all()):
         grad.masked_fill_(~mask[:, None], 0.0)
     return div, grad.mul_((spec["kd_weight"] * coef / spec["normalizer"])[:, None])
