@@ -61,7 +61,8 @@ def cls_probes(line: dict[str, Any]) -> list[str]:
     out = ["| dataset / probe | what it tests | acc % (3 seeds) |", "|---|---|---|"]
     for name, probe in line["figures"].items():
         mean, std = common.mean_std(probe["accuracies"])
-        out.append(f"| {name} | {probe['what']} (`{' '.join(probe['overrides'])}`) | {mean:.2f} ± {std:.2f} |")
+        what = probe["what"].replace("|", "\\|")  # a pipe would split the markdown cell
+        out.append(f"| {name} | {what} (`{' '.join(probe['overrides'])}`) | {mean:.2f} ± {std:.2f} |")
     return out
 
 
