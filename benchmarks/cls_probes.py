@@ -38,9 +38,9 @@ def probe_overrides(dataset: str, method: str, tag: str, extra: list[str], teach
     return [o.replace(f"-{base}-s{seed}", f"-{method}_{tag}-s{seed}") if o.startswith("name=") else o for o in out] + extra
 
 
-def baseline(dataset: str, method: str) -> tuple[float, float] | None:
-    line = common.latest_result("cls_methods")
-    runs = line["figures"].get(dataset, {}).get("methods", {}).get(method) if line else None
+def baseline(benchmarked: dict | None, dataset: str, method: str) -> tuple[float, float] | None:
+    """mean, std accuracy % of `method` in the cls_methods result line `benchmarked`, if it ran there."""
+    runs = benchmarked["figures"].get(dataset, {}).get("methods", {}).get(method) if benchmarked else None
     return common.mean_std([100 * r["accuracy"] for r in runs]) if runs else None
 
 
@@ -54,10 +54,13 @@ def main() -> None:
     args = parser.parse_args()
     cls_methods.scale_cifar(10000, 2500, 4)  # the scale of the recorded cls_methods line
     figures, rows, teachers = {}, [], {}
+    benchmarked = common.latest_result("cls_methods")
     for dataset, method, tag, extra, what in PROBES:
         if args.probes and f"{method}_{tag}" not in args.probes:
             continue
-        teacher = teachers.get(dataset) or teachers.setdefault(dataset, cls_methods.teacher_run(dataset))
+        if dataset not in teachers:
+            teachers[dataset] = cls_methods.teacher_run(dataset)
+        teacher = teachers[dataset]
         accs = []
         for seed in (0, 1, 2):
             summary = cls_methods.run(f"recipes/cifar10/{method.replace('_', '-')}.yaml",
@@ -65,8 +68,8 @@ def main() -> None:
             accs.append(100 * summary["stages"][f"student-{method}"]["accuracy"])
         stat = common.mean_std(accs)
         figures[f"{dataset}/{method}_{tag}"] = {"accuracies": accs, "overrides": extra, "what": what}
-        rows.append([dataset, f"{method}_{tag}", what, fmt(stat), fmt(baseline(dataset, method)),
-                     fmt(baseline(dataset, "ce")), fmt(baseline(dataset, "kd"))])
+        rows.append([dataset, f"{method}_{tag}", what, fmt(stat)]
+                    + [fmt(baseline(benchmarked, dataset, m)) for m in (method, "ce", "kd")])
     print(common.table(["dataset", "probe", "what", "acc %", "method as benchmarked", "CE-only", "KD"], rows))
     common.record("cls_probes", figures, "python benchmarks/cls_probes.py"
                   + (f" --probes {' '.join(args.probes)}" if args.probes else ""))

@@ -59,6 +59,11 @@ def latest_result(name: str) -> dict[str, Any] | None:
     return lines[-1] if lines else None
 
 
+def student_stage(summary: dict[str, Any]) -> dict[str, Any]:
+    """The student stage's figures in a run's summary.json (the stage named student-<method>)."""
+    return next(v for k, v in summary["stages"].items() if k.startswith("student-"))
+
+
 def table(columns: list[str], rows: list[list[Any]]) -> str:
     from distill.report.text import format_text_table
     return format_text_table(columns, [[str(c) for c in r] for r in rows], left=1)

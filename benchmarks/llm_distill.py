@@ -58,7 +58,7 @@ def main() -> None:
     for method in args.methods:
         summary = run_method(method, args.steps, args.train_blocks, args.store, args.eval_blocks)
         stages = summary["stages"]
-        student = next(v for k, v in stages.items() if k.startswith("student-"))
+        student = common.student_stage(summary)
         if args.store:  # the run's own eval scores against stored top-k: re-score against the live teacher
             student = {**student, **live_teacher_eval(summary["name"], args.train_blocks, args.eval_blocks, OUT)}
         teacher = stages.get("teacher", teacher)

@@ -156,7 +156,7 @@ def plot(names: list[str], path: Path) -> None:
 def report(teacher: dict, results: dict, args: argparse.Namespace) -> None:
     rows, figures = [], {"teacher": teacher["stages"]["student-lm_kd"]["perplexity"], "runs": {}}
     for name, summary in results.items():
-        s = next(v for k, v in summary["stages"].items() if k.startswith("student-"))
+        s = common.student_stage(summary)
         c = curves(name)
         verdict = s.get("teacher_hacking", {})
         figures["runs"][name] = {"golden": [r["golden_divergence"] for r in c], "proxy": [r["proxy_divergence"] for r in c],

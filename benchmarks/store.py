@@ -65,22 +65,27 @@ def train(name: str, overrides: list[str], steps: int, recipe: str = "recipes/ti
     return task.run(cfg, resume=(common.ROOT / OUT / name).exists())
 
 
+def store_run(name: str, k: int, steps: int, blocks: int, eval_blocks: int) -> dict:
+    """The student trained from the k store (no teacher loaded)."""
+    return train(name, [f"store.path={OUT}/store-k{k}", *data_overrides(blocks, eval_blocks)], steps)
+
+
+def live_run(name: str, steps: int, blocks: int, eval_blocks: int) -> dict:
+    """The same student trained with the live dense teacher."""
+    return train(name, ["store=null", *data_overrides(blocks, eval_blocks)], steps, recipe="recipes/smollm2-to-tiny-fkl.yaml")
+
+
 def timing_rounds(k: int, rounds: int, steps: int, blocks: int, eval_blocks: int) -> dict:
     """Alternate short runs from the k store and with the live teacher; per-round speed ratios (loop tokens/s)."""
-    data = data_overrides(blocks, eval_blocks)
     ratios, speeds = [], []
     for r in range(rounds):
-        store = speed_of(train(f"timing-r{r}-k{k}", [f"store.path={OUT}/store-k{k}", *data], steps))
-        live = speed_of(train(f"timing-r{r}-live", ["store=null", *data], steps, recipe="recipes/smollm2-to-tiny-fkl.yaml"))
+        store = common.student_stage(store_run(f"timing-r{r}-k{k}", k, steps, blocks, eval_blocks))["loop_tokens_per_s"]
+        live = common.student_stage(live_run(f"timing-r{r}-live", steps, blocks, eval_blocks))["loop_tokens_per_s"]
         ratios.append(store / live)
         speeds.append({"store": store, "live": live})
         print(f"timing round {r}: store k={k} {store:.0f} tok/s, live {live:.0f} tok/s, ratio {store / live:.2f}", flush=True)
     return {"k": k, "steps": steps, "rounds": speeds, "ratios": ratios,
             "geomean_ratio": math.exp(sum(map(math.log, ratios)) / len(ratios))}
-
-
-def speed_of(summary: dict) -> float:
-    return next(v for s, v in summary["stages"].items() if s.startswith("student-"))["loop_tokens_per_s"]
 
 
 @torch.no_grad()
@@ -119,12 +124,10 @@ def main() -> None:
         figures["stores"][k] = {"bytes_per_token": m["bytes_per_token"], "positions": positions,
                                 "cache_seconds": m["cache_seconds"], "cache_positions_per_s": positions / m["cache_seconds"]}
         print(f"k={k}: {m['bytes_per_token']:.1f} bytes/token, {positions / m['cache_seconds']:.0f} positions/s", flush=True)
-    runs = {f"k{k}": train(f"from-store-k{k}", [f"store.path={OUT}/store-k{k}", *data_overrides(args.blocks, args.eval_blocks)], args.steps)
-            for k in args.ks}
-    runs["live"] = train("live-teacher", ["store=null", *data_overrides(args.blocks, args.eval_blocks)], args.steps,
-                         recipe="recipes/smollm2-to-tiny-fkl.yaml")
+    runs = {f"k{k}": store_run(f"from-store-k{k}", k, args.steps, args.blocks, args.eval_blocks) for k in args.ks}
+    runs["live"] = live_run("live-teacher", args.steps, args.blocks, args.eval_blocks)
     for name, summary in runs.items():
-        student = next(v for s, v in summary["stages"].items() if s.startswith("student-"))
+        student = common.student_stage(summary)
         quality = live_teacher_eval(summary["name"], args.blocks, args.eval_blocks)
         figures["students"][name] = {"train_tokens_per_s": student["loop_tokens_per_s"],
                                      "step_tokens_per_s": student["train_tokens_per_s"], "perplexity": quality["perplexity"],

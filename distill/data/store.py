@@ -171,7 +171,7 @@ class StoredExamples:
         p, q = int(data["position_offsets"][j]), int(data["position_offsets"][j + 1])
         input_ids = data["input_ids"][a:b].long()
         if "loss_mask" in data:
-            labels = torch.where(data["loss_mask"][a:b].bool(), input_ids, torch.full_like(input_ids, -100))
+            labels = input_ids.masked_fill(data["loss_mask"][a:b] == 0, -100)
         else:  # format 1 stored the labels themselves
             labels = data["labels"][a:b].long()
         return {"input_ids": input_ids.tolist(), "labels": labels.tolist(),

@@ -4,11 +4,12 @@
 It walks the tokens in chunks; for each chunk it builds the chunk x V logits, evaluates the
 divergence (the very same function as the dense path, with reduction="sum") and its gradient with
 respect to those logits, then folds that into the gradients of the hidden states (chunk x H) and of
-the head weight (accumulated in place, V x H). Forward KL, the common case, skips autograd: its
-value and gradient p_s - p_t are written out in `distill.losses.kl_grad` (equal to the autograd
-path, tested), also straight from stored top-k targets without densifying them. The gradients are computed in the forward pass and
+the head weight (accumulated in place, V x H). The gradients are computed in the forward pass and
 only scaled in the backward pass, so the compute equals one dense forward + backward while at most
-one chunk of logits (and its few softmax buffers) is alive at a time.
+one chunk of logits (and its few softmax buffers) is alive at a time. Forward KL, the common case,
+skips autograd: its value and gradient p_s - p_t are written out in `distill.losses.kl_grad`
+(equal to the autograd path, tested), also straight from stored top-k targets without densifying
+them.
 """
 from __future__ import annotations
 
@@ -145,8 +146,6 @@ def _autograd_loss(logits: Tensor, teacher: Tensor | BucketTarget | None, mask: 
             per = F.cross_entropy(logits, labels.masked_fill(~mask, -100), ignore_index=-100, reduction="none")
             ce = _weighted_sum(per, mask, weights) / spec["normalizer"]
         objective = spec["kd_weight"] * div + spec["ce_weight"] * ce
-        if not objective.requires_grad:  # nothing to differentiate (e.g. CE weight 0 here)
-            return div.detach(), ce.detach(), torch.zeros_like(logits)
         (grad_logits,) = torch.autograd.grad(objective, logits)
     return div.detach(), ce.detach(), grad_logits
 

@@ -25,13 +25,18 @@ from torch import Tensor
 from distill.losses.reduction import upcast
 
 
+def _tempered(logits: Tensor, temperature: float) -> Tensor:
+    """logits / T in at least float32; the input itself (not a copy) when T = 1 and no upcast is needed."""
+    return upcast(logits) if temperature == 1.0 else upcast(logits) / temperature
+
+
 def _softmax_with_lse(logits: Tensor, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
     """(z = logits / T, p = softmax(z), lse = logsumexp(z) (n, 1)); z is `logits` itself when T = 1 (not modified).
 
     torch's fused softmax is the cheapest pass over n x V; lse is read back from p at the row's
     arg-max, where p >= 1 / V, so the log is accurate.
     """
-    z = upcast(logits) if temperature == 1.0 else upcast(logits) / temperature
+    z = _tempered(logits, temperature)
     top, where = z.max(dim=-1, keepdim=True)
     p = torch.softmax(z, dim=-1)
     return z, p, top - p.gather(-1, where).log()
@@ -46,8 +51,7 @@ def forward_kl_with_grad(student_logits: Tensor, teacher_logits: Tensor, tempera
         temperature: both distributions are softmax(logits / T); no T^2 factor.
     """
     z, p_s, s_lse = _softmax_with_lse(student_logits, temperature)
-    t_scaled = upcast(teacher_logits) if temperature == 1.0 else upcast(teacher_logits) / temperature
-    t_logp = F.log_softmax(t_scaled, dim=-1)
+    t_logp = F.log_softmax(_tempered(teacher_logits, temperature), dim=-1)
     p_t = t_logp.exp()
     # KL = sum p_t log p_t - sum p_t z + lse(z); -inf log-probs carry p_t = 0: clamp so 0 * log 0 = 0
     t_logp.clamp_(min=torch.finfo(t_logp.dtype).min)
