@@ -44,7 +44,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     """Run the teacher once over a recipe's data into a teacher-signal store (or --verify a store)."""
     from distill.data.store import read_manifest, verify_store
-    from distill.errors import ConfigError
     from distill.tasks import load_recipe
 
     if args.verify:
@@ -58,8 +57,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
             print(f"ok      {args.target}: {shards} shards, {tokens:,} positions, checksums match")
         return 1 if problems else 0
     task, cfg = load_recipe(args.target, args.overrides)
-    if not hasattr(task, "cache"):
-        raise ConfigError(f"task {cfg.task!r} has no teacher-signal store")
     manifest = task.cache(cfg, overwrite=args.overwrite)
     print(f"store {cfg.store.path}: k={manifest['k']}, T={manifest['temperature']}, {manifest['dtype']}, "
           f"{manifest.get('bytes_per_token', 0):.1f} bytes/token" + (
@@ -85,12 +82,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 @command("methods")
 def cmd_methods(args: argparse.Namespace) -> int:
-    """List registered methods (and models / datasets) with one-line docs."""
+    """List registered methods (and models / datasets / divergences) with one-line docs."""
     from distill.data.images import DATASETS
+    from distill.losses import DIVERGENCES
     from distill.methods import METHODS
     from distill.models import MODELS
 
     sections = [("methods", METHODS)]
+    if args.divergences:
+        sections.append(("divergences", DIVERGENCES))
     if args.models:
         sections.append(("models", MODELS))
     if args.datasets:
@@ -100,9 +100,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
         print(f"{title} ({len(entries)}):")
         width = max(len(e.name) for e in entries)
         for e in entries:
-            task = getattr(e.obj, "task", None)
-            tag = f"[{task}] " if title == "methods" and task else ""
-            print(f"  {e.name.ljust(width)}  {tag}{e.summary}")
+            tag = f"[{e.obj.task}] " if title == "methods" else ""
+            options = ", ".join(f"{k}={v}" for k, v in e.config().options().items()) if title == "divergences" else ""
+            print(f"  {e.name.ljust(width)}  {tag}{e.summary}" + (f"  [{options}]" if options else ""))
     return 0
 
 
@@ -133,6 +133,7 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--set", action="append", help="an override to apply while validating (repeatable)")
     m = sub.add_parser("methods", help=cmd_methods.__doc__)
     m.add_argument("--models", action="store_true", help="also list models")
+    m.add_argument("--divergences", action="store_true", help="also list token divergences and their options")
     m.add_argument("--datasets", action="store_true", help="also list datasets")
     r = sub.add_parser("report", help=cmd_report.__doc__)
     r.add_argument("run_dir")

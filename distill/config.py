@@ -101,6 +101,9 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
+            moved = cls.moved_key_hint(str(key), data) if hasattr(cls, "moved_key_hint") else None
+            if moved:  # a key a newer schema moved elsewhere: say where, in one line
+                raise ConfigError(f"{_join(path, str(key))}: {moved}")
             raise ConfigError(f"{_join(path, str(key))}: unknown key{suggest(str(key), list(fields))}; "
                               f"valid keys: {', '.join(fields)}")
     values = {}

@@ -44,15 +44,15 @@ class Registry:
         self._discovered = discover is None
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str | None = None, *, config: type | None = None) -> Callable:
-        """Decorator: `@METHODS.register("kd", config=KDConfig)`."""
+    def register(self, name: str | None = None, *, config: type | None = None, summary: str | None = None) -> Callable:
+        """Decorator: `@METHODS.register("kd", config=KDConfig)`; `summary` defaults to the object's first doc line."""
 
         def add(obj: Any) -> Any:
             key = name or obj.__name__
             previous = self._entries.get(key)
             if previous is not None and previous.obj is not obj and _qualname(previous.obj) != _qualname(obj):
                 raise ValueError(f"{self.kind} '{key}' is registered twice: {_qualname(previous.obj)} and {_qualname(obj)}")
-            self._entries[key] = Entry(key, obj, config, first_doc_line(obj))
+            self._entries[key] = Entry(key, obj, config, summary if summary is not None else first_doc_line(obj))
             return obj
 
         return add

@@ -32,7 +32,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from distill.errors import DataError
-from distill.train.checkpoint import atomic_write_text
+from distill.fileio import atomic_write_text
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2  # 2: labels stored as a uint8 loss mask (1 stored int32 labels); both read

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from distill.data.augment import Augment, no_augment
+from distill.data.source import BatchSourceHooks
 
 
 def mix_seed(*parts: int) -> int:
@@ -22,7 +23,7 @@ def mix_seed(*parts: int) -> int:
     return value
 
 
-class ArrayBatches:
+class ArrayBatches(BatchSourceHooks):
     """Batches of {"x": float (B, C, H, W) normalized, "y": int64 (B,), "index": int64 (B,)}."""
 
     def __init__(self, images: Tensor, labels: Tensor, *, batch_size: int, mean: list[float], std: list[float],

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from distill.data.source import BatchSourceHooks
 from distill.data.stream import mix_seed
 from distill.data.text import IGNORE
 
@@ -39,7 +40,16 @@ def collate(examples: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Tensor
 SPARSE_KEYS = ("teacher_topk_ids", "teacher_topk_logp", "teacher_tail_logp")
 
 
-class TokenBatches:
+def next_token_targets(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """(labels (B, T-1), mask (B, T-1)): position i predicts token i+1; -100 and padding are masked."""
+    labels = batch["labels"][:, 1:]
+    mask = labels != -100
+    if "attention_mask" in batch:
+        mask = mask & batch["attention_mask"][:, 1:].bool()
+    return labels, mask
+
+
+class TokenBatches(BatchSourceHooks):
     """Batches of {"input_ids", "labels", "attention_mask", "index"} from packed blocks or examples."""
 
     def __init__(self, examples: np.ndarray | list[dict[str, Any]], *, batch_size: int, seed: int = 0, rank: int = 0,

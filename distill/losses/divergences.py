@@ -11,38 +11,15 @@ Conventions shared by every function here (and by every token and class loss bui
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from dataclasses import dataclass
+from typing import Any
+
 from torch import Tensor
 
-from distill.losses.reduction import check_mask, check_reduction, reduce_positions, upcast
+from distill.losses.logprobs import dense_divergence, kl_terms, log_probs_pair
+from distill.losses.registry import DivergenceConfig, register_divergence
 
-
-def log_probs_pair(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
-    """Log-softmax (at least float32) of both logit tensors at `temperature`, after checking shapes."""
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
-                         f"{tuple(teacher_logits.shape)} must have the same shape")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    s = F.log_softmax(upcast(student_logits) / temperature, dim=-1)
-    t = F.log_softmax(upcast(teacher_logits) / temperature, dim=-1)
-    return s, t
-
-
-def kl_terms(p_logp: Tensor, q_logp: Tensor) -> Tensor:
-    """sum_c p (log p - log q) over the last axis, with 0 log 0 = 0 (p given as log-probs)."""
-    p = p_logp.exp()
-    # where-then-multiply, not multiply-then-where: where p = 0 the difference may be -inf - -inf = NaN
-    # (masked vocabulary, empty tail buckets), and a NaN inside the unselected branch of a product
-    # still turns its zero gradient into NaN
-    diff = torch.where(p > 0, p_logp - q_logp, torch.zeros_like(p))
-    return (p * diff).sum(-1)
-
-
-def _reduce(per_position: Tensor, mask: Tensor | None, reduction: str) -> Tensor:
-    check_reduction(reduction)
-    return reduce_positions(per_position, check_mask(mask, per_position.shape), reduction)
+__all__ = ["dense_divergence", "kl", "kl_terms", "log_probs_pair", "reverse_kl"]
 
 
 def kl(student_logits: Tensor, teacher_logits: Tensor, *, temperature: float = 1.0,
@@ -60,8 +37,8 @@ def kl(student_logits: Tensor, teacher_logits: Tensor, *, temperature: float = 1
         A scalar, or a (...) tensor for reduction="none". Mean-seeking: the student is pushed to
         cover every mode of the teacher.
     """
-    s, t = log_probs_pair(student_logits, teacher_logits, temperature)
-    return _reduce(kl_terms(t, s), mask, reduction)
+    return dense_divergence(forward_kl_terms, student_logits, teacher_logits, temperature=temperature, mask=mask,
+                            reduction=reduction)
 
 
 def reverse_kl(student_logits: Tensor, teacher_logits: Tensor, *, temperature: float = 1.0,
@@ -70,5 +47,32 @@ def reverse_kl(student_logits: Tensor, teacher_logits: Tensor, *, temperature: f
 
     Mode-seeking: the student concentrates on the teacher's main modes (MiniLLM, GKD use it).
     """
-    s, t = log_probs_pair(student_logits, teacher_logits, temperature)
-    return _reduce(kl_terms(s, t), mask, reduction)
+    return dense_divergence(reverse_kl_terms, student_logits, teacher_logits, temperature=temperature, mask=mask,
+                            reduction=reduction)
+
+
+@dataclass(kw_only=True)
+class KLConfig(DivergenceConfig):
+    name: str = "kl"
+
+
+@dataclass(kw_only=True)
+class ReverseKLConfig(DivergenceConfig):
+    name: str = "reverse_kl"
+
+
+def _forward_kl_closed_form(student_logits: Tensor, chunk: Any, temperature: float) -> tuple[Tensor, Tensor]:
+    # the chunk knows its own closed form (dense or top-k + uniform tail) or falls back to autograd
+    return chunk.forward_kl_with_grad(student_logits, temperature)
+
+
+@register_divergence("kl", config=KLConfig, closed_form=_forward_kl_closed_form)
+def forward_kl_terms(s_logp: Tensor, t_logp: Tensor) -> Tensor:
+    """Forward KL(p_t || p_s) per position (the classic distillation divergence)."""
+    return kl_terms(t_logp, s_logp)
+
+
+@register_divergence("reverse_kl", config=ReverseKLConfig)
+def reverse_kl_terms(s_logp: Tensor, t_logp: Tensor) -> Tensor:
+    """Reverse KL(p_s || p_t) per position (mode-seeking; MiniLLM, GKD)."""
+    return kl_terms(s_logp, t_logp)

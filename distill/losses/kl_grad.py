@@ -13,6 +13,8 @@ Two teachers:
     dense (n, V) teacher at all.
 Both match `distill.losses.divergences.kl` (and its autograd gradient) on the same inputs:
 teacher masses are renormalised like a log-softmax would, 0 log 0 = 0, no T^2 factor.
+`cross_entropy_with_grad` does the same for the next-token CE term. Every function keeps float64
+inputs in float64 (and computes half / bfloat16 in float32).
 """
 from __future__ import annotations
 
@@ -95,3 +97,17 @@ def sparse_forward_kl_with_grad(student_logits: Tensor, ids: Tensor, logp: Tenso
         q_u, grad = torch.zeros_like(tail), p_s
     grad.scatter_add_(-1, ids, q_u.expand(n, k) - q_top)
     return per, grad if temperature == 1.0 else grad.div_(temperature)
+
+
+def cross_entropy_with_grad(student_logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """(per (n,), grad (n, V)): next-token cross-entropy -log softmax(logits)[label] and its gradient
+    softmax - onehot, in closed form; rows labelled -100 give exactly 0 and a zero gradient."""
+    valid = labels != -100
+    safe = labels.clamp_min(0).long()[:, None]
+    z, p, lse = _softmax_with_lse(student_logits, 1.0)
+    per = (lse - z.gather(-1, safe)).squeeze(-1)
+    grad = p.scatter_add_(-1, safe, torch.full_like(safe, -1.0, dtype=p.dtype))
+    if not bool(valid.all()):
+        per = torch.where(valid, per, torch.zeros_like(per))
+        grad.masked_fill_(~valid[:, None], 0.0)
+    return per, grad

@@ -7,12 +7,12 @@ mass. Two ways to compare it with a full student distribution (selectable, `tail
     distribution (built one chunk at a time by the fused loss, never N x V);
   - "bucket": keep the tail as one outcome and collapse the student the same way -> two (k + 1)-way
     distributions [top-k ids..., everything else].
-With k = V both are the live teacher's distribution (the tail is empty).
+With k = V both are the live teacher's distribution (the tail is empty). The chunks that losses
+read are in `distill.losses.signal` (`TopKSignal`); this module holds the array functions.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -43,61 +43,3 @@ def sparse_to_dense(ids: Tensor, logp: Tensor, tail: Tensor, vocab_size: int) ->
     dense = fill.expand(n, vocab_size).clone()
     return dense.scatter(-1, ids.long(), upcast(logp))
 
-
-@dataclass
-class BucketTarget:
-    """A teacher chunk in bucket form; `pair` collapses the student's logits to the same k + 1 outcomes."""
-
-    ids: Tensor
-    logp: Tensor
-    tail: Tensor
-
-    def pair(self, student_logits: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
-        """(student (n, k+1), teacher (n, k+1)) log-probs over [top-k ids..., everything else]."""
-        s_logp = F.log_softmax(upcast(student_logits) / temperature, dim=-1)
-        s_top = s_logp.gather(-1, self.ids.long())
-        if self.ids.shape[-1] >= s_logp.shape[-1]:  # empty tail: a constant (logsumexp of nothing has a NaN gradient)
-            s_rest = torch.full_like(s_top[:, :1], float("-inf"))
-        else:
-            s_rest = torch.logsumexp(s_logp.scatter(-1, self.ids.long(), float("-inf")), dim=-1, keepdim=True)
-        t = torch.cat([upcast(self.logp), upcast(self.tail).reshape(-1, 1)], dim=-1)
-        return torch.cat([s_top, s_rest], dim=-1), t
-
-
-@dataclass
-class UniformTailTarget:
-    """A teacher chunk in uniform-tail form. Forward KL reads it directly (`sparse_forward_kl_with_grad`);
-    every other divergence takes `dense_logits`."""
-
-    ids: Tensor
-    logp: Tensor
-    tail: Tensor
-    vocab_size: int
-
-    def dense_logits(self, temperature: float) -> Tensor:
-        """(n, V) teacher log-probs times T: a divergence at temperature T divides by T again, so the
-        teacher stays at its capture temperature."""
-        return sparse_to_dense(self.ids, self.logp, self.tail, self.vocab_size) * temperature
-
-
-@dataclass
-class SparseTargets:
-    """Sparse teacher outputs for N positions, captured at `temperature`; `chunk` feeds the fused loss.
-
-    Losses must run at the capture temperature (the tail cannot be re-tempered exactly).
-    """
-
-    ids: Tensor
-    logp: Tensor
-    tail: Tensor
-    temperature: float
-    mode: str = "uniform"
-
-    def chunk(self, start: int, end: int, vocab_size: int, loss_temperature: float) -> UniformTailTarget | BucketTarget:
-        if abs(loss_temperature - self.temperature) > 1e-9:
-            raise ValueError(f"the stored teacher was captured at temperature {self.temperature}; the loss asks for "
-                             f"{loss_temperature} (set the method's temperature to {self.temperature} or recapture)")
-        ids, logp, tail = self.ids[start:end], self.logp[start:end], self.tail[start:end]
-        if self.mode == "bucket":
-            return BucketTarget(ids, logp, tail)
-        return UniformTailTarget(ids, logp, tail, vocab_size)

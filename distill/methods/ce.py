@@ -19,6 +19,7 @@ class CrossEntropy(Method):
     """Cross-entropy on the labels only (no teacher): the baseline every method must beat."""
 
     needs_teacher = False
+    baseline = True
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         ce = self.cross_entropy(self.student(batch["x"]), batch["y"])

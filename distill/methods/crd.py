@@ -44,7 +44,7 @@ class CRD(Method):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        if self.info.train_labels is None:
+        if self.ctx.train_labels is None:
             raise ConfigError("method crd needs sample indices and labels of the training split")
         self.s_path = resolve_paths(self.student, "penultimate", "crd")[0]
         self.t_path = resolve_paths(self.teacher, "penultimate", "crd")[0]
@@ -52,11 +52,11 @@ class CRD(Method):
         s_dim = self.probe(self.student, self.s_taps)[self.s_path][0].numel()
         t_dim = self.probe(self.teacher, self.t_taps)[self.t_path][0].numel()
         self.embed_s, self.embed_t = Embed(s_dim, self.cfg.feat_dim), Embed(t_dim, self.cfg.feat_dim)
-        n, stdv = self.info.num_train, 1.0 / math.sqrt(self.cfg.feat_dim / 3)
+        n, stdv = self.ctx.num_train, 1.0 / math.sqrt(self.cfg.feat_dim / 3)
         self.register_buffer("memory_s", torch.rand(n, self.cfg.feat_dim).mul_(2 * stdv).add_(-stdv))
         self.register_buffer("memory_t", torch.rand(n, self.cfg.feat_dim).mul_(2 * stdv).add_(-stdv))
         self.register_buffer("z", torch.full((2,), -1.0))  # normalising constants, fixed after the first batch
-        self._others = self._other_class_indices(self.info.train_labels)
+        self._others = self._other_class_indices(self.ctx.train_labels)
 
     @staticmethod
     def _other_class_indices(labels: Tensor) -> list[Tensor]:
@@ -76,8 +76,8 @@ class CRD(Method):
         out_s = nce_scores(v_s, self.memory_t[idx], self.cfg.nce_temperature)  # student anchor vs teacher memory
         out_t = nce_scores(v_t, self.memory_s[idx], self.cfg.nce_temperature)
         if self.z[0] < 0:
-            self.z.copy_(torch.stack([out_s.mean(), out_t.mean()]).detach() * self.info.num_train)
-        crd = nce_loss(out_s / self.z[0], self.info.num_train) + nce_loss(out_t / self.z[1], self.info.num_train)
+            self.z.copy_(torch.stack([out_s.mean(), out_t.mean()]).detach() * self.ctx.num_train)
+        crd = nce_loss(out_s / self.z[0], self.ctx.num_train) + nce_loss(out_t / self.z[1], self.ctx.num_train)
         self._update_memory(batch["index"], v_s.detach(), v_t.detach())
         loss = self.cfg.ce_weight * ce + self.cfg.crd_weight * crd
         parts = {"ce": ce, "crd": crd}

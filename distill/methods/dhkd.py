@@ -61,7 +61,7 @@ class DualHeadKD(Method):
         self.path = penultimate_path(self.student)
         self.taps = self.tap(self.student, [self.path])
         width = self.probe(self.student, self.taps)[self.path].shape[1]
-        self.aux = auxiliary_head(width, self.info.num_classes, self.cfg.head)
+        self.aux = auxiliary_head(width, self.ctx.num_classes, self.cfg.head)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         s, t = self.logits_pair(batch)

@@ -31,8 +31,8 @@ class Focal(Method):
         weights = None
         if self.cfg.class_weights is not None:
             weights = torch.tensor(self.cfg.class_weights, dtype=torch.float32)
-        elif self.cfg.balanced and self.info.train_labels is not None:
-            counts = torch.bincount(self.info.train_labels, minlength=self.info.num_classes).float().clamp_min(1)
+        elif self.cfg.balanced and self.ctx.train_labels is not None:
+            counts = torch.bincount(self.ctx.train_labels, minlength=self.ctx.num_classes).float().clamp_min(1)
             weights = counts.sum() / (len(counts) * counts)
         self.register_buffer("class_weights", weights, persistent=False)
 

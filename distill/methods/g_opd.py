@@ -10,11 +10,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distill.config import option
-from distill.losses.fused import chunk_bounds, default_chunk_size
+from distill.data.token_stream import next_token_targets
+from distill.losses.fused import chunk_bounds, default_chunk_size, teacher_token_logprobs
 from distill.methods.base import METHODS, MethodConfig
-from distill.methods.lm_base import LMMethod, next_token_targets
-from distill.models import FrozenTeacher
+from distill.methods.lm_base import LMMethod
 from distill.models.hf import LMBody, load_causal_lm
+from distill.models.teacher import FrozenTeacher
 
 
 @torch.no_grad()
@@ -60,6 +61,8 @@ class GeneralizedOPD(LMMethod):
     student's own samples. With one update per batch the ratio is 1 and clipping is inactive.
     """
 
+    requires_on_policy = True
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         ref = load_causal_lm(self.cfg.reference) if self.cfg.reference else copy.deepcopy(self.student)
@@ -70,11 +73,10 @@ class GeneralizedOPD(LMMethod):
         if not len(labels):
             return self.empty(student)
         ids, mask = batch["input_ids"], next_token_targets(batch)[1]
-        head = self.student_body.module.head_weight if hasattr(self.student_body, "module") else self.student_body.head_weight
         ref_body = self._models["reference"]
         ref_hidden = ref_body(ids, batch.get("attention_mask"))[:, :-1][mask]
-        lp_old = token_logprobs(student.detach(), head.detach(), labels, self.vocab_size, self.cfg.chunk_size)
-        lp_teacher = token_logprobs(teacher, self.teacher_body.model.head_weight, labels, self.vocab_size, self.cfg.chunk_size)
+        lp_old = token_logprobs(student.detach(), self.head.detach(), labels, self.vocab_size, self.cfg.chunk_size)
+        lp_teacher = teacher_token_logprobs(teacher, labels, vocab_size=self.vocab_size, chunk_size=self.cfg.chunk_size)
         lp_ref = token_logprobs(ref_hidden, ref_body.model.head_weight, labels, self.vocab_size, self.cfg.chunk_size)
         advantage = self.cfg.reward_scale * (lp_teacher - lp_ref) - (lp_old - lp_ref)
         ratio = torch.ones_like(lp_old)  # one update per on-policy batch: pi_theta == pi_old when the loss is taken

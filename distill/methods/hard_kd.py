@@ -61,7 +61,7 @@ class HARDKD(Method):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        c = self.info.example_input.shape[1]
+        c = self.ctx.example_input.shape[1]
         self.augmentor = AffineAugmentor(c, self.cfg.max_shift, self.cfg.max_rotation, self.cfg.max_scale)
 
     def augmentor_loss(self, x: Tensor, warped: Tensor, t_clean: Tensor) -> Tensor:

@@ -1,31 +1,27 @@
-"""Token-level distillation of causal LMs with any divergence (and the CE-only baseline)."""
+"""Token-level distillation of causal LMs with any registered divergence (and the CE-only baseline)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 from torch import Tensor
 
 from distill.config import option
+from distill.losses.registry import DIVERGENCES, DivergenceConfig, divergence_config
 from distill.methods.base import METHODS, MethodConfig
-from distill.methods.lm_base import LMMethod
+from distill.methods.lm_base import DivergenceMethodConfig, LMMethod
 
 
 @dataclass(kw_only=True)
-class LMKDConfig(MethodConfig):
+class LMKDConfig(DivergenceMethodConfig):
     name: str = "lm_kd"
-    divergence: Literal["kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "tvd", "akl"] = option(
-        "kl", help="token divergence: kl (forward, KL(p_t||p_s)), reverse_kl, jsd, skew_kl, skew_reverse_kl, tvd, akl")
+    divergence: DivergenceConfig = option(default_factory=lambda: divergence_config("kl"), registry=DIVERGENCES,
+                                          help="token divergence and its options, e.g. {name: jsd, beta: 0.5}; "
+                                          "`distill methods --divergences` lists them")
     temperature: float = option(1.0, min=0.0, min_exclusive=True, help="loss temperature (not the sampling one); no T^2")
     kd_weight: float = option(1.0, min=0.0)
     ce_weight: float = option(0.0, min=0.0, help="weight of next-token cross-entropy on the labels")
-    beta: float = option(0.5, min=0.0, max=1.0, help="jsd: M = beta p_t + (1 - beta) p_s (0 = kl, 1 = reverse_kl)")
-    alpha: float = option(0.1, min=0.0, max=1.0, help="skew_kl / skew_reverse_kl mixing weight (DistiLLM: 0.1)")
-    mu: float = option(0.5, min=0.0, max=1.0, help="akl: teacher head = top tokens with cumulative mass <= mu")
     chunk_size: Optional[int] = option(None, min=1, help="tokens per logit chunk (default: from a memory budget)")
-
-
-DIVERGENCE_ARGS = {"jsd": ("beta",), "skew_kl": ("alpha",), "skew_reverse_kl": ("alpha",), "akl": ("mu",)}
 
 
 @METHODS.register("lm_kd", config=LMKDConfig)
@@ -36,10 +32,9 @@ class LMKD(LMMethod):
         student, teacher, labels = self.hidden_states(batch)
         if not len(labels):
             return self.empty(student)
-        extra = {k: getattr(self.cfg, k) for k in DIVERGENCE_ARGS.get(self.cfg.divergence, ())}
         out = self.fused(student, teacher, labels, divergence=self.cfg.divergence, temperature=self.cfg.temperature,
-                         kd_weight=self.cfg.kd_weight, ce_weight=self.cfg.ce_weight, chunk_size=self.cfg.chunk_size, **extra)
-        parts = {"loss": out.loss, self.cfg.divergence: out.divergence}
+                         kd_weight=self.cfg.kd_weight, ce_weight=self.cfg.ce_weight, chunk_size=self.cfg.chunk_size)
+        parts = {"loss": out.loss, self.cfg.divergence.name: out.divergence}
         if out.ce is not None:
             parts["ce"] = out.ce
         return parts
@@ -56,6 +51,7 @@ class LMCE(LMMethod):
     """Causal-LM baseline: next-token cross-entropy only, no teacher (chunked like the KD losses)."""
 
     needs_teacher = False
+    baseline = True
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         student, _, labels = self.hidden_states(batch, need_teacher=False)

@@ -24,17 +24,20 @@ class MultiTeacherConfig(MethodConfig):
 
 @METHODS.register("multi_teacher", config=MultiTeacherConfig)
 class MultiTeacherKD(Method):
-    """KD towards a weighted mixture of several teachers' distributions, weights fixed or per-sample by confidence (CA-MKD, ICASSP 2022).
+    """KD from several teachers, one KL term each, weighted by fixed weights or per sample by confidence (CA-MKD, ICASSP 2022).
 
-    The teachers are `teacher` plus the recipe's `extra_teachers`; the mixture is of softmax
-    distributions (not logits): T^2 KL(sum_k w_k p_k^T || p_s^T).
+    The teachers are `teacher` plus the recipe's `extra_teachers`. mode "confidence" follows
+    CA-MKD's official code: w_kb = (1 - softmax_k(CE_kb)) / (K - 1) and
+    L_kd = T^2 / (B K) sum_kb w_kb KL(p_k^T || p_s^T); mode "average" is
+    T^2 / B sum_kb w_k KL(p_k^T || p_s^T) with the fixed weights normalised to sum 1 (uniform:
+    the mean of the per-teacher KD losses, AVER-MKD). Loss = ce_weight CE + kd_weight L_kd.
     """
 
     needs_live_teacher = True
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.teachers = [self.teacher, *self.info.extra_teachers]
+        self.teachers = [self.teacher, *self.ctx.extra_teachers]
         if self.cfg.weights is not None and len(self.cfg.weights) != len(self.teachers):
             raise ConfigError(f"method.weights has {len(self.cfg.weights)} entries for {len(self.teachers)} teachers")
 
@@ -43,6 +46,7 @@ class MultiTeacherKD(Method):
         s = self.student(batch["x"])
         w = teacher_weights(teacher_logits, batch["y"], self.cfg.mode, self.cfg.weights)
         ce = self.cross_entropy(s, batch["y"])
-        kd = multi_teacher_kd(s, teacher_logits, weights=w, temperature=self.cfg.temperature)
+        kd = multi_teacher_kd(s, teacher_logits, weights=w, temperature=self.cfg.temperature,
+                              average_over_teachers=self.cfg.mode == "confidence")
         parts = {"ce": ce, "kd": kd, **{f"w_teacher{k + 1}": w[k].mean() for k in range(len(self.teachers))}}
         return {"loss": self.cfg.ce_weight * ce + self.cfg.kd_weight * kd, **parts}

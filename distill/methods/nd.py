@@ -46,8 +46,8 @@ class NormDirectionKD(Method):
 
     @torch.no_grad()
     def teacher_class_centers(self, dim: int) -> Tensor:
-        sums, counts = torch.zeros(self.info.num_classes, dim), torch.zeros(self.info.num_classes)
-        for batch in self.info.plain_train_batches():
+        sums, counts = torch.zeros(self.ctx.num_classes, dim), torch.zeros(self.ctx.num_classes)
+        for batch in self.ctx.plain_train_batches():
             self.teacher(batch["x"])
             emb = self.t_taps[self.t_path].flatten(1).float()
             sums.index_add_(0, batch["y"], emb)

@@ -43,7 +43,7 @@ class OFA(Method):
         feats = self.probe(self.student, self.taps)
         width = self.cfg.projector_width or self._default_width(feats)
         last = len(self.paths) - 1
-        self.projectors = nn.ModuleList(logit_projector(tuple(feats[p].shape), last - i, width, self.info.num_classes)
+        self.projectors = nn.ModuleList(logit_projector(tuple(feats[p].shape), last - i, width, self.ctx.num_classes)
                                         for i, p in enumerate(self.paths))
 
     def _default_width(self, feats: dict[str, Tensor]) -> int:

@@ -45,7 +45,7 @@ class DeepMutualLearning(Method):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.peers = nn.ModuleList(build_peer(p, self.info.example_input, self.info.num_classes) for p in self.cfg.peers)
+        self.peers = nn.ModuleList(build_peer(p, self.ctx.example_input, self.ctx.num_classes) for p in self.cfg.peers)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         logits = [self.student(batch["x"])] + [peer(batch["x"]) for peer in self.peers]
@@ -84,7 +84,7 @@ class BalancedDivergenceKD(Method):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.online_teacher = build_peer(self.cfg.teacher_model, self.info.example_input, self.info.num_classes)
+        self.online_teacher = build_peer(self.cfg.teacher_model, self.ctx.example_input, self.ctx.num_classes)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         t = self.online_teacher(batch["x"])

@@ -8,6 +8,7 @@ from typing import Any, Optional
 from torch import Tensor
 
 from distill.config import option
+from distill.losses.registry import divergence_config
 from distill.methods.base import METHODS, MethodConfig
 from distill.methods.lm_base import LMMethod
 
@@ -47,8 +48,9 @@ class TAID(LMMethod):
         student, teacher, labels = self.hidden_states(batch)
         if not len(labels):
             return self.empty(student)
-        out = self.fused(student, teacher, labels, divergence="taid", temperature=self.cfg.temperature, kd_weight=1.0,
-                         ce_weight=self.cfg.ce_weight, chunk_size=self.cfg.chunk_size, t=self.t)
+        out = self.fused(student, teacher, labels, divergence=divergence_config("taid", t=self.t),
+                         temperature=self.cfg.temperature, kd_weight=1.0, ce_weight=self.cfg.ce_weight,
+                         chunk_size=self.cfg.chunk_size)
         parts = {"loss": out.loss, "taid": out.divergence, "t": out.divergence.new_tensor(self.t)}
         if out.ce is not None:
             parts["ce"] = out.ce

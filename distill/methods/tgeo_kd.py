@@ -40,25 +40,25 @@ class TGeoKD(Method):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        if self.info.held_out_batches is None:
+        if self.ctx.held_out_batches is None:
             raise ConfigError("method tgeo_kd learns from a held-out split: set data.hold_out (e.g. 0.1)")
-        c = self.info.num_classes
+        c = self.ctx.num_classes
         self.fusion = nn.Sequential(nn.Linear(9 * c, self.cfg.hidden), nn.ReLU(inplace=True), nn.Linear(self.cfg.hidden, 1))
         self.register_buffer("class_mean", self._teacher_class_mean())
         self._held = None
 
     @torch.no_grad()
     def _teacher_class_mean(self) -> Tensor:
-        c = self.info.num_classes
+        c = self.ctx.num_classes
         sums, counts = torch.zeros(c, c), torch.zeros(c)
-        for batch in self.info.plain_train_batches():
+        for batch in self.ctx.plain_train_batches():
             sums.index_add_(0, batch["y"], F.softmax(self.teacher(batch["x"]).float(), dim=1))
             counts.index_add_(0, batch["y"], torch.ones(len(batch["y"])))
         return sums / counts.clamp_min(1)[:, None]
 
     def on_epoch_start(self, epoch: int) -> None:
         super().on_epoch_start(epoch)
-        self._held = cycle(list(self.info.held_out_batches(epoch)))
+        self._held = cycle(list(self.ctx.held_out_batches(epoch)))
 
     def alpha(self, s: Tensor, t: Tensor, y: Tensor) -> Tensor:
         return torch.sigmoid(self.fusion(geometry_features(s.detach(), t, self.class_mean, y))).squeeze(1)

@@ -63,6 +63,11 @@ def student_from_config(teacher_config: Any, overrides: dict[str, Any], dtype: s
     return tf.AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
 
 
+def config_from_dict(values: dict[str, Any]) -> Any:
+    """A transformers config from its `to_dict()` form (the store keeps the teacher's)."""
+    return _transformers().AutoConfig.for_model(**values)
+
+
 def tokenizer_hash(tokenizer: Any) -> str:
     """Hash of vocabulary, special tokens and chat template (what makes two tokenizers interchangeable)."""
     payload = {"vocab": sorted(tokenizer.get_vocab().items()), "special": tokenizer.special_tokens_map,
@@ -98,6 +103,10 @@ class LMBody(nn.Module):
 
     def __init__(self, lm: nn.Module):
         super().__init__()
+        head = lm.get_output_embeddings()
+        if getattr(head, "bias", None) is not None:  # the chunked loss multiplies by the weight only
+            raise ConfigError(f"{type(lm).__name__} has a bias on its output layer; distill's chunked loss supports "
+                              "bias-free LM heads only (Llama, Qwen, Gemma, SmolLM, Mistral, GPT-2 have none)")
         self.lm = lm
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
@@ -106,7 +115,3 @@ class LMBody(nn.Module):
     @property
     def head_weight(self) -> Tensor:
         return self.lm.get_output_embeddings().weight
-
-    @property
-    def head_bias(self) -> Tensor | None:
-        return getattr(self.lm.get_output_embeddings(), "bias", None)

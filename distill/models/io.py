@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from distill.errors import CheckpointError
-from distill.train.checkpoint import atomic_write_text, save_tensors
+from distill.fileio import atomic_write_text
+from distill.train.checkpoint import save_tensors
 
 WEIGHTS = "model.safetensors"
 CARD = "model.json"

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from distill.errors import DistillError
-from distill.train.checkpoint import atomic_write_text
+from distill.fileio import atomic_write_text
 
 STYLE = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -106,10 +106,10 @@ def reliability_plot(stages: dict[str, dict]) -> str | None:
 
 
 def summary_table(summary: dict[str, Any]) -> str:
-    from distill.tasks import TASKS
-
-    task = TASKS.get(summary.get("task", "classification")).obj
-    header, rows = task.table(summary)
+    """The table the run stored in summary.json (written by the task when the run finished)."""
+    if "table" not in summary:
+        raise DistillError("summary.json has no table (written by an older distill): rerun the recipe with --resume")
+    header, rows = summary["table"]["columns"], summary["table"]["rows"]
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"

@@ -23,30 +23,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from distill.errors import CheckpointError
+from distill.fileio import atomic_write_text, fsync_dir
 
 LATEST = "latest.json"
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that readers see the old or the new file, never a partial one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def save_tensors(tensors: dict[str, Tensor], path: Path) -> None:

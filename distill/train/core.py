@@ -4,9 +4,12 @@ Every loop (teacher stage, offline distillation, LLM, on-policy) drives this cla
 at what the objective computes: the objective returns a dict of named loss parts with a "loss"
 entry, and every part is logged.
 
+The objective and the batch source follow `distill.train.protocols` (every hook stated and
+defaulted; the Trainer calls them directly).
+
 Gradient accumulation: a step's batch is split into `grad_accum` micro-batches and micro-batch i
-is weighted by count_i / total_count, where `objective.count(micro)` defaults to the number of
-examples (an LLM objective counts valid tokens instead). The objective returns a *mean* over its
+is weighted by count_i / total_count, where `objective.count(micro)` is the number of examples
+by default (an LLM objective counts valid tokens instead). The objective returns a *mean* over its
 micro-batch, so the accumulated gradient equals the gradient of the mean over the whole step.
 Across data-parallel ranks the counts are all-reduced first, and the weight is multiplied by the
 world size because DDP averages gradients over ranks.
@@ -19,11 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -36,14 +38,7 @@ from distill.errors import CheckpointError, NonFiniteLossError
 from distill.train import checkpoint as ckpt
 from distill.train.config import TrainConfig
 from distill.train.optim import build_optimizer, lr_factor, set_lr
-
-
-class Batches(Protocol):
-    def __len__(self) -> int: ...
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[dict[str, Any]]: ...
-
-
-Objective = Callable[[dict[str, Any]], dict[str, Tensor]]
+from distill.train.protocols import BatchSource, Objective, missing_members
 
 
 def split_batch(batch: dict[str, Any], parts: int) -> list[dict[str, Any]]:
@@ -74,23 +69,23 @@ class Trainer:
         stage_dir: folder for checkpoints/ and metrics.jsonl.
         modules: name -> module whose parameters are trained and checkpointed (for example
             {"student": ..., "method": ...}); the first one is the model that gets exported.
-        objective: batch -> {"loss": scalar, "<part>": scalar, ...}; may define `count(batch)`,
-            `on_epoch_start(epoch)`, `extra_state()` and `load_extra_state(state)`.
-        batches: a deterministic batch source with `len()` and `epoch(epoch, start)`.
+        objective: an `Objective`: batch -> {"loss": scalar, "<part>": scalar, ...} plus its hooks.
+        batches: a `BatchSource`: deterministic batches, checkpointable state, log figures.
         cfg: the stage's TrainConfig.
         evaluate: optional () -> {metric: value}, called every `cfg.eval_every` epochs and at the end.
         frozen: modules that must never be optimized (the teacher); checked, not trained.
         ddp_module: when running data-parallel, the DDP-wrapped module (for no_sync).
     """
 
-    def __init__(self, *, stage_dir: Path, modules: dict[str, nn.Module], objective: Objective, batches: Batches,
+    def __init__(self, *, stage_dir: Path, modules: dict[str, nn.Module], objective: Objective, batches: BatchSource,
                  cfg: TrainConfig, evaluate: Callable[[], dict[str, float]] | None = None,
                  frozen: tuple[nn.Module, ...] = (), progress: bool = True, desc: str = "train",
-                 ddp_module: nn.Module | None = None, extra_log: Callable[[], dict[str, float]] | None = None,
-                 swa_bn_inputs: Callable[[], Iterator[Any]] | None = None):
+                 ddp_module: nn.Module | None = None, swa_bn_inputs: Callable[[], Iterator[Any]] | None = None):
+        _check_protocol(objective, Objective, "objective", "distill.train.protocols.ObjectiveHooks")
+        _check_protocol(batches, BatchSource, "batches", "distill.data.source.BatchSourceHooks")
         self.stage_dir, self.modules, self.objective = Path(stage_dir), modules, objective
         self.batches, self.cfg, self.evaluate = batches, cfg, evaluate
-        self.progress, self.desc, self.ddp_module, self.extra_log = progress, desc, ddp_module, extra_log
+        self.progress, self.desc, self.ddp_module = progress, desc, ddp_module
         self.rank, self.world_size = world()
         self.optimizer = build_optimizer(self._trainable(frozen), cfg)
         self.steps_per_epoch = len(batches)
@@ -102,7 +97,7 @@ class Trainer:
         self.step_seconds = 0.0  # time inside optimizer steps only (no evaluation, checkpoints or data waits)
         self.data_seconds = 0.0  # time spent producing batches (on-policy generation happens here)
         self.history: list[dict[str, Any]] = []
-        self.swa = SWA(next(iter(modules.values())), cfg, swa_bn_inputs) if cfg.swa_start_epoch is not None else None
+        self.swa = SWA(next(iter(modules.values())), swa_bn_inputs) if cfg.swa_start_epoch is not None else None
 
     # ------------------------------------------------------------------ setup
 
@@ -150,9 +145,7 @@ class Trainer:
     def _run_epoch(self, bar: tqdm) -> dict[str, Any] | None:
         for module in self.modules.values():
             module.train()
-        hook = getattr(self.objective, "on_epoch_start", None)
-        if hook is not None:
-            hook(self.epoch)
+        self.objective.on_epoch_start(self.epoch)
         sums: dict[str, float] = {}
         since, tick = 0, time.perf_counter()
         wait_start = time.perf_counter()
@@ -220,9 +213,8 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         values = self._global_mean(totals)
-        hook = getattr(self.objective, "on_step_end", None)
-        if hook is not None:  # stateful schedules (TAID's t) update once per optimizer step, identically on every rank
-            hook(self.step + 1, self.total_steps, values)
+        # stateful schedules (TAID's t) update once per optimizer step, identically on every rank
+        self.objective.on_step_end(self.step + 1, self.total_steps, values)
         return values
 
     def _global_mean(self, totals: dict[str, Tensor]) -> dict[str, float]:
@@ -240,8 +232,7 @@ class Trainer:
         return self.cfg.lr * lr_factor(self.step, self.total_steps, self.steps_per_epoch, self.cfg)
 
     def _micro_weights(self, micro: list[dict[str, Any]]) -> list[float]:
-        count = getattr(self.objective, "count", None)
-        counts = [float(count(mb)) if count else float(_batch_size(mb)) for mb in micro]
+        counts = [float(self.objective.count(mb)) for mb in micro]
         total = sum(counts)
         if self.world_size > 1:
             t = torch.tensor([total], dtype=torch.float64)
@@ -275,8 +266,7 @@ class Trainer:
         record = {"kind": "train", "step": self.step, "epoch": self.epoch + self.batch_in_epoch / self.steps_per_epoch,
                   "lr": self.optimizer.param_groups[0]["lr"], "steps_per_s": count / max(seconds, 1e-9)}
         record.update({k: v / count for k, v in sums.items()})
-        if self.extra_log is not None:
-            record.update(self.extra_log())
+        record.update(self.batches.log_stats())
         bar.set_postfix(loss=f"{record['loss']:.4f}")
         self._write(record)
 
@@ -286,6 +276,7 @@ class Trainer:
         metrics = self.evaluate() if self.evaluate is not None else {}
         for module in self.modules.values():
             module.train()
+        self.batches.observe_validation(metrics)
         scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         self._write({"kind": "eval", "step": self.step, "epoch": self.epoch, **scalars})
         return metrics
@@ -303,15 +294,11 @@ class Trainer:
         if self.rank != 0:
             return
         weights = {f"{name}/{k}": v for name, m in self.modules.items() for k, v in m.state_dict().items()}
-        extra = getattr(self.objective, "extra_state", None)
         state = {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "total_steps": self.total_steps,
-                 "rng": ckpt.rng_state(), "objective": extra() if extra else {}}
+                 "rng": ckpt.rng_state(), "objective": self.objective.extra_state(), "batches": self.batches.state()}
         if self.swa is not None:
             weights.update({f"swa/{k}": v for k, v in self.swa.average.items()})
             state["swa_count"] = self.swa.count
-        batches_state = getattr(self.batches, "state", None)
-        if batches_state is not None:  # e.g. the on-policy schedule and replay buffer
-            state["batches"] = batches_state()
         ckpt.write_checkpoint(self.checkpoint_dir, self.step, weights, self.optimizer, state, self.cfg.keep_checkpoints,
                               self.desc)
 
@@ -333,12 +320,8 @@ class Trainer:
             self.swa.count = state.get("swa_count", 0)
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         ckpt.set_rng_state(state["rng"])
-        load_extra = getattr(self.objective, "load_extra_state", None)
-        if load_extra is not None:
-            load_extra(state.get("objective", {}))
-        load_batches = getattr(self.batches, "load_state", None)
-        if load_batches is not None and "batches" in state:
-            load_batches(state["batches"])
+        self.objective.load_extra_state(state.get("objective", {}))
+        self.batches.load_state(state.get("batches", {}))  # e.g. the on-policy schedule and replay buffer
         self._truncate_metrics()
 
     def _truncate_metrics(self) -> None:
@@ -363,7 +346,7 @@ class SWA:
     end of epochs; `apply` copies it into the model and recomputes batch-norm running statistics
     with one pass over `bn_inputs`. The average is part of every checkpoint."""
 
-    def __init__(self, model: nn.Module, cfg: TrainConfig, bn_inputs: Callable[[], Iterator[Any]] | None):
+    def __init__(self, model: nn.Module, bn_inputs: Callable[[], Iterator[Any]] | None):
         self.model, self.bn_inputs = model, bn_inputs
         self.average: dict[str, Tensor] = {}
         self.count = 0
@@ -388,11 +371,10 @@ class SWA:
             torch.optim.swa_utils.update_bn(self.bn_inputs(), self.model)
 
 
-def _batch_size(batch: dict[str, Any]) -> int:
-    for value in batch.values():
-        if isinstance(value, Tensor) and value.dim():
-            return int(value.shape[0])
-    return 1
+def _check_protocol(obj: Any, protocol: type, what: str, defaults: str) -> None:
+    if not isinstance(obj, protocol):
+        raise TypeError(f"{what}: {type(obj).__name__} lacks {', '.join(missing_members(obj, protocol))} of "
+                        f"{protocol.__module__}.{protocol.__name__} (subclass {defaults} for the defaults)")
 
 
 def set_determinism(seed: int, threads: int | None = None) -> None:
@@ -408,7 +390,3 @@ def set_determinism(seed: int, threads: int | None = None) -> None:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

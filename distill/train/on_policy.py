@@ -165,10 +165,11 @@ class OnPolicyBatches(TokenBatches):
 
     # ------------------------------------------------------------------ schedule and state
 
-    def observe_validation(self, loss: float) -> None:
-        """DistiLLM: raise lambda by a step when the validation loss rose by at least eps since the reference."""
-        if not self.spec.adaptive:
+    def observe_validation(self, metrics: dict[str, Any]) -> None:
+        """DistiLLM: raise lambda by a step when the validation loss (NLL) rose by at least eps since the reference."""
+        if not self.spec.adaptive or "nll" not in metrics:
             return
+        loss = metrics["nll"]
         if self.best_val is None:
             self.best_val = loss
         elif loss >= self.best_val + self.spec.adaptive_loss_eps:

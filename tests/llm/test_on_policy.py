@@ -116,9 +116,10 @@ def test_selection_rules_pick_the_right_tokens():
 def test_exopd_lambda_one_is_the_plain_on_policy_objective(llm_assets):
     """lambda = 1: the reference cancels, and the update equals grad of mean_t -(log p_T - log p_old) r_t."""
     from distill.config import from_dict
-    from distill.methods import METHODS, TaskInfo, build_method
+    from distill.methods import METHODS, LMContext, build_method
     from distill.models import FrozenTeacher
     from distill.models.hf import LMBody
+    from distill.models.teacher_sources import LiveTokenTeacher
     from tests.llm.conftest import tiny_llama
     torch.manual_seed(0)
     teacher = FrozenTeacher(LMBody(tiny_llama(300, seed=1)))
@@ -129,9 +130,9 @@ def test_exopd_lambda_one_is_the_plain_on_policy_objective(llm_assets):
     batch["labels"][:, :3] = IGNORE
     grads = []
     for reward_scale, reference in ((1.0, None), (1.0, "other")):
-        info = TaskInfo(extra={"student_body": body, "teacher_body": teacher, "vocab_size": 300})
+        context = LMContext(student_body=body, teacher=LiveTokenTeacher(teacher), vocab_size=300)
         method = build_method(from_dict(METHODS.get("g_opd").config, {"name": "g_opd", "reward_scale": reward_scale}),
-                              student=student, teacher=teacher, info=info)
+                              student=student, teacher=teacher, context=context)
         if reference == "other":
             method._models["reference"] = FrozenTeacher(LMBody(tiny_llama(300, hidden=16, layers=1, seed=9)))
         student.zero_grad()
@@ -175,7 +176,7 @@ def test_adaptive_schedule_and_replay_state_round_trip():
                              vocab_size=10, total_steps=10, batch_size=2)
     assert stream.choose() == "data"
     for loss in (2.0, 1.9, 2.05, 2.2):
-        stream.observe_validation(loss)
+        stream.observe_validation({"nll": loss})
     assert stream.lmbda == pytest.approx(0.1)  # only the rise to 2.2 (>= 2.0 + 0.1) counts
     stream.buffer.extend([{"input_ids": [1, 2], "labels": [IGNORE, 2]}] * 2)
     state = json.loads(json.dumps(stream.state()))

@@ -4,7 +4,11 @@ import torch
 import torch.nn.functional as F
 
 from distill.losses.fused import chunk_bounds, default_chunk_size, fused_linear_divergence
-from distill.losses.token import DIVERGENCES
+from distill.losses import DIVERGENCES, DenseSignal, HiddenSignal
+
+
+def DIV(name):
+    return DIVERGENCES.get(name).obj
 
 N, H, HT, V = 37, 16, 24, 53  # 37 tokens: no chunk size below divides it
 
@@ -24,7 +28,7 @@ def kwargs_for(name):
 
 def dense(hs, ws, ht, wt, name, mask, labels=None, kd=1.0, ce_w=1.0, temperature=2.0):
     s, t = hs @ ws.t(), ht @ wt.t()
-    div = DIVERGENCES[name](s, t, temperature=temperature, mask=mask, **kwargs_for(name))
+    div = DIV(name)(s, t, temperature=temperature, mask=mask, **kwargs_for(name))
     loss = kd * div
     if labels is not None:
         n = mask.sum().clamp_min(1)
@@ -32,7 +36,7 @@ def dense(hs, ws, ht, wt, name, mask, labels=None, kd=1.0, ce_w=1.0, temperature
     return loss
 
 
-@pytest.mark.parametrize("name", sorted(DIVERGENCES))
+@pytest.mark.parametrize("name", DIVERGENCES.names())
 @pytest.mark.parametrize("chunk", [1, 8, 64])
 def test_fused_equals_dense(name, chunk):
     hs, ws, ht, wt, _ = inputs()
@@ -40,7 +44,7 @@ def test_fused_equals_dense(name, chunk):
     mask[8:16] = False  # one whole chunk of size 8 is masked
     expected = dense(hs, ws, ht, wt, name, mask)
     g_hs, g_ws = torch.autograd.grad(expected, (hs, ws))
-    out = fused_linear_divergence(hs, ws, ht, wt, divergence=name, temperature=2.0, mask=mask, chunk_size=chunk,
+    out = fused_linear_divergence(hs, ws, HiddenSignal(ht, wt), divergence=name, temperature=2.0, mask=mask, chunk_size=chunk,
                                   **kwargs_for(name))
     f_hs, f_ws = torch.autograd.grad(out.loss, (hs, ws))
     torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-6)
@@ -54,7 +58,7 @@ def test_fused_with_cross_entropy_and_weights():
     mask = torch.ones(N, dtype=torch.bool)
     mask[-5:] = False
     expected = dense(hs, ws, ht, wt, "kl", mask, labels, kd=0.7, ce_w=0.3)
-    out = fused_linear_divergence(hs, ws, ht, wt, temperature=2.0, mask=mask, ce_labels=labels, chunk_size=10,
+    out = fused_linear_divergence(hs, ws, HiddenSignal(ht, wt), temperature=2.0, mask=mask, ce_labels=labels, chunk_size=10,
                                   kd_weight=0.7, ce_weight=0.3)
     torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(torch.autograd.grad(out.loss, ws)[0], torch.autograd.grad(expected, ws)[0], rtol=1e-5, atol=1e-6)
@@ -63,25 +67,25 @@ def test_fused_with_cross_entropy_and_weights():
 
 def test_all_masked_gives_exact_zero_and_zero_grads():
     hs, ws, ht, wt, labels = inputs(3)
-    out = fused_linear_divergence(hs, ws, ht, wt, mask=torch.zeros(N, dtype=torch.bool), ce_labels=labels, chunk_size=7)
+    out = fused_linear_divergence(hs, ws, HiddenSignal(ht, wt), mask=torch.zeros(N, dtype=torch.bool), ce_labels=labels, chunk_size=7)
     g_hs, g_ws = torch.autograd.grad(out.loss, (hs, ws))
     assert out.loss.item() == 0.0 and not g_hs.any() and not g_ws.any()
 
 
 def test_sum_reduction_and_external_normalizer():
     hs, ws, ht, wt, _ = inputs(4)
-    total = fused_linear_divergence(hs, ws, ht, wt, reduction="sum", chunk_size=9).loss
-    mean = fused_linear_divergence(hs, ws, ht, wt, chunk_size=9).loss
+    total = fused_linear_divergence(hs, ws, HiddenSignal(ht, wt), reduction="sum", chunk_size=9).loss
+    mean = fused_linear_divergence(hs, ws, HiddenSignal(ht, wt), chunk_size=9).loss
     torch.testing.assert_close(total / N, mean)
-    global_norm = fused_linear_divergence(hs, ws, ht, wt, normalizer=2 * N, chunk_size=9).loss
+    global_norm = fused_linear_divergence(hs, ws, HiddenSignal(ht, wt), normalizer=2 * N, chunk_size=9).loss
     torch.testing.assert_close(global_norm, mean / 2)
 
 
 def test_padded_vocabulary_slice_equals_dense_on_the_slice():
     hs, ws, ht, wt, _ = inputs(5)
     keep = 40
-    expected = DIVERGENCES["kl"](hs @ ws[:keep].t(), ht @ wt[:keep].t())
-    out = fused_linear_divergence(hs, ws, ht, wt, vocab_size=keep, chunk_size=6)
+    expected = DIV("kl")(hs @ ws[:keep].t(), ht @ wt[:keep].t())
+    out = fused_linear_divergence(hs, ws, HiddenSignal(ht, wt), vocab_size=keep, chunk_size=6)
     torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-6)
     (g,) = torch.autograd.grad(out.loss, ws)
     assert not g[keep:].any()  # rows beyond the tokenizer never receive gradient
@@ -89,8 +93,8 @@ def test_padded_vocabulary_slice_equals_dense_on_the_slice():
 
 def test_bfloat16_inputs_are_close_to_float32():
     hs, ws, ht, wt, _ = inputs(6)
-    ref = fused_linear_divergence(hs, ws, ht, wt, chunk_size=8).loss
-    low = fused_linear_divergence(hs.bfloat16(), ws.bfloat16(), ht.bfloat16(), wt.bfloat16(), chunk_size=8)
+    ref = fused_linear_divergence(hs, ws, HiddenSignal(ht, wt), chunk_size=8).loss
+    low = fused_linear_divergence(hs.bfloat16(), ws.bfloat16(), HiddenSignal(ht.bfloat16(), wt.bfloat16()), chunk_size=8)
     assert low.loss.dtype == torch.float32
     torch.testing.assert_close(low.loss, ref, rtol=5e-2, atol=5e-2)
 
@@ -113,9 +117,9 @@ def test_per_token_weights_equal_the_weighted_dense_sum():
     hs, ws, ht, wt, labels = inputs(8)
     w = torch.rand(N, generator=torch.Generator().manual_seed(9))
     s, t = hs @ ws.t(), ht @ wt.t()
-    per = DIVERGENCES["kl"](s, t, reduction="none") + F.cross_entropy(s, labels, reduction="none")
+    per = DIV("kl")(s, t, reduction="none") + F.cross_entropy(s, labels, reduction="none")
     expected = (per * w).sum() / N
-    out = fused_linear_divergence(hs, ws, ht, wt, ce_labels=labels, weights=w, chunk_size=7)
+    out = fused_linear_divergence(hs, ws, HiddenSignal(ht, wt), ce_labels=labels, weights=w, chunk_size=7)
     torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(torch.autograd.grad(out.loss, ws)[0], torch.autograd.grad(expected, ws)[0], rtol=1e-5, atol=1e-6)
 
@@ -123,8 +127,8 @@ def test_per_token_weights_equal_the_weighted_dense_sum():
 def test_token_statistics_match_dense():
     from distill.losses.fused import token_statistics
     hs, ws, ht, wt, _ = inputs(10)
-    h, d = token_statistics(hs.detach(), ws.detach(), lambda a, b: (ht @ wt.t())[a:b], vocab_size=V, chunk_size=6)
+    h, d = token_statistics(hs.detach(), ws.detach(), DenseSignal(ht @ wt.t()), vocab_size=V, chunk_size=6)
     s = torch.log_softmax(hs @ ws.t(), -1)
     torch.testing.assert_close(h, -(s.exp() * s).sum(-1) / torch.log(torch.tensor(float(V))))
-    torch.testing.assert_close(d, DIVERGENCES["reverse_kl"](hs @ ws.t(), ht @ wt.t(), reduction="none").detach())
+    torch.testing.assert_close(d, DIV("reverse_kl")(hs @ ws.t(), ht @ wt.t(), reduction="none").detach())
     assert ((h >= 0) & (h <= 1)).all()

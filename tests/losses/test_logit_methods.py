@@ -219,21 +219,48 @@ def test_focal_reference_and_gamma0_is_ce():
     close(L.focal_loss(s, y, gamma=0.0), F.cross_entropy(s, y))
 
 
-def test_multi_teacher_reference_and_single_teacher_is_kd():
+def ca_mkd_reference(s, teachers, y, T):
+    """CA-MKD's official loss, written as loops: w_kb = (1 - softmax_k(CE_kb)) / (K - 1),
+    L = T^2 / (B K) sum_kb w_kb KL(p_kb^T || p_sb^T)."""
+    K = len(teachers)
+    total, weights = 0.0, []
+    for b, (sr, label) in enumerate(zip(R.rows(s), y.tolist())):
+        ce = [-math.log(R.softmax(R.rows(t)[b])[label]) for t in teachers]
+        z = sum(math.exp(c) for c in ce)
+        w = [(1 - math.exp(c) / z) / (K - 1) for c in ce]
+        weights.append(w)
+        total += sum(wk * R.kl(R.softmax(R.rows(t)[b], T), R.softmax(sr, T)) for wk, t in zip(w, teachers))
+    return T * T * total / (len(y) * K), weights
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_multi_teacher_confidence_matches_ca_mkd_official(k):
     s, t1, y = pair(15)
+    g = torch.Generator().manual_seed(k)
+    teachers = [t1] + [torch.randn(B, C, generator=g) * 3 for _ in range(k - 1)]
+    T = 3.0
+    w = L.teacher_weights(teachers, y, "confidence")
+    expected, ref_w = ca_mkd_reference(s, teachers, y, T)
+    torch.testing.assert_close(w.t().double(), torch.tensor(ref_w, dtype=torch.float64), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(w.sum(0), torch.ones(B))
+    close(L.multi_teacher_kd(s, teachers, weights=w, temperature=T, average_over_teachers=True), expected, 1e-4)
+    if k == 2:  # the two-teacher case equals a softmax of -CE
+        ce = torch.stack([F.cross_entropy(t, y, reduction="none") for t in teachers])
+        torch.testing.assert_close(w, F.softmax(-ce, dim=0))
+
+
+def test_multi_teacher_average_and_single_teacher_is_kd():
+    s, t1, y = pair(16)
     t2 = torch.randn(B, C) * 2
     T = 3.0
-    w = L.teacher_weights([t1, t2], y, "confidence")
-    assert torch.allclose(w.sum(0), torch.ones(B))
-    expected = 0.0
-    for i, (sr, r1, r2) in enumerate(zip(R.rows(s), R.rows(t1), R.rows(t2))):
-        mix = [w[0, i].item() * a + w[1, i].item() * b for a, b in zip(R.softmax(r1, T), R.softmax(r2, T))]
-        expected += R.kl(mix, R.softmax(sr, T))
-    close(L.multi_teacher_kd(s, [t1, t2], weights=w, temperature=T), T * T * expected / B, 1e-4)
     single = L.teacher_weights([t1], y, "average")
     close(L.multi_teacher_kd(s, [t1], weights=single, temperature=T), L.hinton_kd(s, t1, temperature=T))
+    close(L.multi_teacher_kd(s, [t1], weights=L.teacher_weights([t1], y, "confidence"), temperature=T,
+                             average_over_teachers=True), L.hinton_kd(s, t1, temperature=T))
     fixed = L.teacher_weights([t1, t2], None, "average", [3.0, 1.0])
     assert torch.allclose(fixed[:, 0], torch.tensor([0.75, 0.25]))
+    mean_kd = (L.hinton_kd(s, t1, temperature=T) + L.hinton_kd(s, t2, temperature=T)) / 2  # AVER-MKD
+    close(L.multi_teacher_kd(s, [t1, t2], weights=L.teacher_weights([t1, t2], y, "average"), temperature=T), mean_kd)
 
 
 def test_geometry_features_layout():

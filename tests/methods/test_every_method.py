@@ -1,10 +1,12 @@
-"""Every registered method trains two steps on a tiny model: the student changes, the teacher does not."""
+"""Every registered classification method trains two steps on a tiny model: the student's trainable
+parameters change, the teacher does not (causal-LM methods: tests/llm/test_every_lm_method.py)."""
 import pytest
 import torch
 
 from distill.config import from_dict
-from distill.methods import METHODS, TaskInfo, build_method
+from distill.methods import METHODS, ClassificationContext, build_method
 from distill.models import FrozenTeacher, create_model
+from distill.models.teacher_sources import LiveLogits
 from distill.train.config import TrainConfig
 from distill.train.optim import build_optimizer
 
@@ -30,10 +32,11 @@ def held_out(epoch):
         yield tiny_batch(seed=1000 + 10 * epoch + i)
 
 
-def task_info():
-    return TaskInfo(num_classes=NUM_CLASSES, num_train=64, steps_per_epoch=4, epochs=2, example_input=TRAIN["x"][:2],
-                    train_labels=TRAIN["y"], plain_train_batches=plain_batches, held_out_batches=held_out,
-                    extra_teachers=[FrozenTeacher(create_model("resnet8", num_classes=NUM_CLASSES))])
+def context(teacher):
+    return ClassificationContext(num_classes=NUM_CLASSES, num_train=64, steps_per_epoch=4, epochs=2,
+                                 teacher_logits=LiveLogits(teacher), example_input=TRAIN["x"][:2],
+                                 train_labels=TRAIN["y"], plain_train_batches=plain_batches, held_out_batches=held_out,
+                                 extra_teachers=[FrozenTeacher(create_model("resnet8", num_classes=NUM_CLASSES))])
 
 
 def method_setup(name):
@@ -44,7 +47,7 @@ def method_setup(name):
     cfg_cls = METHODS.get(name).config
     fields = {f.name for f in __import__("dataclasses").fields(cfg_cls)}
     cfg = from_dict(cfg_cls, {"name": name, **{k: v for k, v in overrides.items() if k in fields}})
-    method = build_method(cfg, student=student, teacher=teacher, info=task_info())
+    method = build_method(cfg, student=student, teacher=teacher, context=context(teacher))
     return student, teacher, method
 
 
@@ -54,11 +57,12 @@ CLASSIFICATION = [n for n in METHODS.names() if METHODS.get(n).obj.task == "clas
 @pytest.mark.parametrize("name", CLASSIFICATION)
 def test_method_trains_two_steps(name):
     student, teacher, method = method_setup(name)
-    teachers = [teacher, *method.info.extra_teachers]
+    teachers = [teacher, *method.ctx.extra_teachers]
     params = [p for m in (student, method) for p in m.parameters() if p.requires_grad]
     assert not {id(p) for t in teachers for p in t.parameters()} & {id(p) for p in params}
     optimizer = build_optimizer(params, TrainConfig(lr=0.05))
-    before_s = {k: v.clone() for k, v in student.state_dict().items()}
+    # trainable parameters only: state_dict() holds batch-norm statistics, which move without any gradient
+    before_s = {k: v.detach().clone() for k, v in student.named_parameters() if v.requires_grad}
     before_t = {k: v.clone() for k, v in teacher.state_dict().items()}
     student.train(), method.train(), teacher.train()
     for step in range(2):
@@ -69,7 +73,8 @@ def test_method_trains_two_steps(name):
         parts["loss"].backward()
         optimizer.step()
         optimizer.zero_grad()
-    assert any(not torch.equal(before_s[k], v) for k, v in student.state_dict().items()), "student unchanged"
+    changed = [k for k, v in student.named_parameters() if k in before_s and not torch.equal(before_s[k], v)]
+    assert changed, "no trainable student parameter changed"
     assert all(torch.equal(before_t[k], v) for k, v in teacher.state_dict().items()), "teacher changed"
     assert all(p.grad is None for p in teacher.parameters())
 

@@ -3,10 +3,12 @@ import pytest
 import torch
 from torch import nn
 
+from distill.data.source import BatchSourceHooks
 from distill.errors import ConfigError
 from distill.models import MODELS, FeatureTaps, FrozenTeacher, create_model
 from distill.train.config import TrainConfig
 from distill.train.core import Trainer
+from distill.train.protocols import ObjectiveHooks
 
 
 class Parent(nn.Module):
@@ -44,10 +46,18 @@ def test_trainer_refuses_teacher_parameters_in_the_optimizer():
     teacher = FrozenTeacher(net)
     for p in net.parameters():
         p.requires_grad_(True)  # someone unfroze it by hand
-    batches = type("B", (), {"__len__": lambda self: 1, "epoch": lambda self, e, s=0: iter([])})()
+    batches = type("B", (BatchSourceHooks,), {"__len__": lambda self: 1, "epoch": lambda self, e, s=0: iter([])})()
+    objective = type("O", (ObjectiveHooks,), {"__call__": lambda self, b: {}})()
     with pytest.raises(RuntimeError, match="frozen"):
-        Trainer(stage_dir="unused", modules={"student": net}, objective=lambda b: {}, batches=batches,
+        Trainer(stage_dir="unused", modules={"student": net}, objective=objective, batches=batches,
                 cfg=TrainConfig(), frozen=(teacher,), progress=False)
+
+
+def test_trainer_names_the_missing_hooks_of_a_plain_objective():
+    batches = type("B", (BatchSourceHooks,), {"__len__": lambda self: 1, "epoch": lambda self, e, s=0: iter([])})()
+    with pytest.raises(TypeError, match=r"lacks count, extra_state, .*\(subclass distill.train.protocols.ObjectiveHooks"):
+        Trainer(stage_dir="unused", modules={"student": small_net()}, objective=lambda b: {}, batches=batches,
+                cfg=TrainConfig(), progress=False)
 
 
 def test_feature_taps_capture_output_and_input():

@@ -6,14 +6,16 @@ import pytest
 import torch
 from torch import nn
 
+from distill.data.source import BatchSourceHooks
 from distill.errors import NonFiniteLossError
 from distill.train.checkpoint import latest_checkpoint, read_checkpoint
 from distill.train.config import TrainConfig
 from distill.train.core import Trainer, split_batch
 from distill.train.optim import lr_factor
+from distill.train.protocols import ObjectiveHooks
 
 
-class ToyBatches:
+class ToyBatches(BatchSourceHooks):
     """40 fixed examples in batches of 8 (the last epoch batch smaller when n % 8)."""
 
     def __init__(self, n=40, batch=8, seed=0):
@@ -31,7 +33,7 @@ class ToyBatches:
             yield {"x": self.x[idx], "y": self.y[idx]}
 
 
-class Objective:
+class Objective(ObjectiveHooks):
     def __init__(self, model, fail_at=None, nan_at=None):
         self.model, self.calls, self.fail_at, self.nan_at = model, 0, fail_at, nan_at
 

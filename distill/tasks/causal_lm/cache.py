@@ -19,26 +19,16 @@ import torch.nn.functional as F
 
 from distill.config import to_dict
 from distill.data.store import StoreWriter
-from distill.data.token_stream import TokenBatches
+from distill.data.token_stream import TokenBatches, next_token_targets
 from distill.errors import ConfigError
 from distill.losses.fused import chunk_bounds, default_chunk_size
 from distill.losses.sparse import topk_with_tail
-from distill.methods.lm_base import next_token_targets
 from distill.models.hf import LMBody, load_causal_lm, load_tokenizer, tokenizer_hash, vocab_limit
 from distill.progress import progress_bar
+from distill.tasks.causal_lm.data import check_held_out, dataset_fingerprint, held_out_tokens, load_lm_data
 from distill.tasks.causal_lm.schema import CausalLMRecipe
 
 NP_DTYPES = {"float16": np.float16, "float32": np.float32}
-
-
-def dataset_fingerprint(cfg: CausalLMRecipe, tokenizer: Any) -> str:
-    """What decides the examples: sources, format, packing / truncation, split, caps, tokenizer."""
-    from distill.data.text import text_fingerprint
-    d = cfg.data
-    settings = json.dumps({k: v for k, v in to_dict(d).items() if k not in ("paths", "eval_paths")}, sort_keys=True)
-    parts = [text_fingerprint(d.paths, settings), text_fingerprint(d.eval_paths, settings) if d.eval_paths else "",
-             tokenizer_hash(tokenizer)]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 def teacher_identity(cfg: CausalLMRecipe, teacher: torch.nn.Module) -> dict[str, str]:
@@ -108,8 +98,6 @@ def cache_split(writer: StoreWriter, split: str, examples: Any, body: LMBody, pa
 
 def cache(cfg: CausalLMRecipe, *, overwrite: bool = False) -> dict[str, Any]:
     """Write (or finish) the store described by cfg.store; returns its manifest."""
-    from distill.tasks.causal_lm.runner import load_lm_data
-
     if cfg.store is None or cfg.teacher is None:
         raise ConfigError("distill cache needs a teacher section and a store section (path, k, temperature)")
     teacher = load_causal_lm(cfg.teacher.path, cfg.teacher.dtype).eval()
@@ -124,9 +112,10 @@ def cache(cfg: CausalLMRecipe, *, overwrite: bool = False) -> dict[str, Any]:
                 "dataset_fingerprint": dataset_fingerprint(cfg, tokenizer)}
     extra = {"teacher_config": teacher.config.to_dict(), "vocab_size": vocab, "data": to_dict(cfg.data),
              "teacher_params": sum(p.numel() for p in teacher.parameters())}
+    train, held = load_lm_data(cfg, tokenizer)
+    check_held_out(held_out_tokens(held), cfg, "data")  # before any file is written
     writer = StoreWriter(cfg.store.path, identity, extra, overwrite=overwrite)
     tokenizer.save_pretrained(Path(cfg.store.path))
-    train, held = load_lm_data(cfg, tokenizer)
     body = LMBody(teacher)
     for split, examples in (("train", train), ("eval", held)):
         cache_split(writer, split, examples, body, tokenizer.pad_token_id, cfg, vocab, cfg.progress)

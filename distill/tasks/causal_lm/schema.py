@@ -52,6 +52,8 @@ class LMDataSpec:
 class LMEvalSpec:
     batch_size: int = option(8, min=1)
     chunk_size: Optional[int] = option(None, min=1, help="tokens per logit chunk during evaluation")
+    min_tokens: int = option(256, min=1, help="refuse to start when the held-out split has fewer valid tokens "
+                             "(a perplexity over a handful of tokens is not a result)")
 
 
 @dataclass(kw_only=True)

@@ -1,17 +1,17 @@
 """The classification task: image classifiers distilled with any registered method."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from distill.tasks import TASKS
+from distill.tasks.classification import cache as cache_module
 from distill.tasks.classification import runner
 from distill.tasks.classification.schema import ClassificationRecipe
-from distill.tasks.classification.table import format_summary, table
+from distill.tasks.skeleton import Task
 
 
 @TASKS.register("classification", config=ClassificationRecipe)
-class ClassificationTask:
+class ClassificationTask(Task):
     """Image classification: teacher stage, CE baseline and a distillation method."""
 
     check = staticmethod(runner.check)
@@ -22,15 +22,4 @@ class ClassificationTask:
 
     @staticmethod
     def cache(cfg: ClassificationRecipe, *, overwrite: bool = False) -> dict[str, Any]:
-        from distill.tasks.classification.cache import cache
-        return cache(cfg, overwrite=overwrite)
-
-    @staticmethod
-    def format_summary(summary: dict[str, Any]) -> str:
-        return format_summary(summary)
-
-    table = staticmethod(table)
-
-    @staticmethod
-    def run_dir(cfg: ClassificationRecipe) -> Path:
-        return Path(cfg.output_dir) / cfg.name
+        return cache_module.cache(cfg, overwrite=overwrite)

@@ -3,11 +3,11 @@ summary table, summary.json and report.html.
 
 Stages live in `<run>/<stage>/` (teacher, teacher-2, ..., student-ce, student-<method>) with their
 checkpoints, metrics.jsonl, the exported `model.safetensors` + `model.json`, and `done.json` once
-finished; `--resume` skips finished stages and continues the interrupted one from its last checkpoint.
+finished; `--resume` skips finished stages and continues the interrupted one from its last checkpoint
+(the run folder and stage skipping are the shared `distill.tasks.skeleton.Run`).
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -16,23 +16,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from distill.config import to_dict
 from distill.data.augment import AUGMENTATIONS
 from distill.data.images import DATASETS, ImageSplits
 from distill.data.stream import ArrayBatches, normalize
-from distill.data.subset import subset_indices
-from distill.errors import ConfigError, DataError
+from distill.errors import ConfigError
 from distill.eval import classification_metrics, count_parameters, cpu_latency, predict_logits
 from distill.eval.probe import linear_probe_accuracy
-from distill.methods.base import METHODS, MethodConfig, TaskInfo, build_method
+from distill.methods.base import METHODS, MethodConfig, build_method, method_names
+from distill.methods.context import ClassificationContext
 from distill.models import FrozenTeacher, create_model
 from distill.models.io import export_model, load_weights
 from distill.models.registry import check_model_args
-from distill.tasks.classification.schema import ClassificationRecipe, ModelSpec, TeacherSpec
-from distill.train.checkpoint import atomic_write_text
+from distill.models.teacher_sources import LiveLogits, StoredLogits
+from distill.tasks.classification.data import load_data, load_logits, open_store
+from distill.tasks.classification.schema import ClassificationRecipe, ModelSpec, StudentSpec, TeacherSpec
+from distill.tasks.classification.table import table
+from distill.tasks.skeleton import Run, baseline_method, check_method
 from distill.train.config import TrainConfig
 from distill.train.core import Trainer, set_determinism
-from distill.train.rundir import mark_stage_done, open_run_dir, stage_done
 
 
 def check(cfg: ClassificationRecipe) -> None:
@@ -42,23 +43,15 @@ def check(cfg: ClassificationRecipe) -> None:
         if name not in (None, "default"):
             AUGMENTATIONS.get(name, field=field)
     check_model_args(cfg.student.name, cfg.student.kwargs, "student")
-    method_cls = METHODS.get(cfg.method.name, field="method.name").obj
-    if method_cls.task != "classification":
-        raise ConfigError(f"method.name = {cfg.method.name!r} is a {method_cls.task} method; this is a classification recipe")
+    check_method(cfg.method, "classification", teacher=cfg.teacher is not None, store=cfg.store is not None)
     for i, spec in enumerate(teachers_of(cfg)):
         where = "teacher" if i == 0 else f"extra_teachers[{i - 1}]"
         check_model_args(spec.name, spec.kwargs, where)
         if spec.checkpoint is None and spec.train is None and not spec.random_init:
             raise ConfigError(f"{where}: give a checkpoint to load, a train section to train it first, or random_init: true")
-    if cfg.teacher is None and cfg.store is None and method_cls.needs_teacher:
-        raise ConfigError(f"method.name = {cfg.method.name!r} needs a teacher: add a teacher section")
-    if cfg.store is not None and cfg.teacher is None:
-        if method_cls.needs_live_teacher:
-            raise ConfigError(f"method.name = {cfg.method.name!r} needs the live teacher (features or new inputs); "
-                              "a store holds logits only: use kd, ls_kd, dkd, pld, dist, dhkd or sinkd")
-        if cfg.data.augment != "none":
-            raise ConfigError("stored teacher logits are of the unaugmented images: set data.augment: none "
-                              "(or train with the live teacher)")
+    if cfg.store is not None and cfg.teacher is None and cfg.data.augment != "none":
+        raise ConfigError("stored teacher logits are of the unaugmented images: set data.augment: none "
+                          "(or train with the live teacher)")
     if cfg.student.init_from_teacher is not None and (
             cfg.teacher is None or (cfg.teacher.name, cfg.teacher.kwargs) != (cfg.student.name, cfg.student.kwargs)):
         raise ConfigError("student.init_from_teacher needs a teacher of the same architecture as the student "
@@ -69,31 +62,7 @@ def teachers_of(cfg: ClassificationRecipe) -> list[TeacherSpec]:
     return ([cfg.teacher] if cfg.teacher is not None else []) + list(cfg.extra_teachers)
 
 
-# ----------------------------------------------------------------------------- data and models
-
-def load_data(cfg: ClassificationRecipe) -> tuple[ImageSplits, ImageSplits | None]:
-    """(data, held-out split or None): the held-out part is removed from data's training split."""
-    builder = DATASETS.get(cfg.data.name, field="data.name").obj
-    try:
-        data = builder(cfg.data.root, **cfg.data.options)
-    except TypeError as exc:
-        raise ConfigError(f"data.options: {exc}") from None
-    if cfg.data.train_subset:
-        keep = subset_indices(len(data.train_y), cfg.data.train_subset)
-        data.train_x, data.train_y = data.train_x[keep], data.train_y[keep]
-    if cfg.data.test_subset:
-        keep = subset_indices(len(data.test_y), cfg.data.test_subset)
-        data.test_x, data.test_y = data.test_x[keep], data.test_y[keep]
-    if len(data.train_y) == 0 or len(data.test_y) == 0:
-        raise DataError(f"dataset {cfg.data.name!r} has an empty train or test split")
-    if not cfg.data.hold_out:
-        return data, None
-    split = data.hold_out(cfg.data.hold_out, seed=0)  # train -> (train part, held-out part)
-    held = ImageSplits(split.test_x, split.test_y, data.test_x, data.test_y, data.classes, data.default_augment,
-                       data.name, data.mean, data.std)
-    data.train_x, data.train_y = split.train_x, split.train_y
-    return data, held
-
+# ----------------------------------------------------------------------------- models
 
 def build_model(spec: ModelSpec, data: ImageSplits, seed: int, role: str) -> nn.Module:
     torch.manual_seed(seed)
@@ -141,65 +110,52 @@ def model_card(spec: ModelSpec, data: ImageSplits) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- stages
 
 class Stage:
-    """One training stage: a model trained by a method, exported, and marked done."""
+    """One training stage: a model trained by a method and exported; skipped on --resume once finished."""
 
     def __init__(self, run: "ClassificationRun", name: str, spec: ModelSpec, method_cfg: MethodConfig,
                  train_cfg: TrainConfig, seed: int, augment: str | None = None):
         self.run, self.name, self.spec = run, name, spec
         self.method_cfg, self.train_cfg, self.seed, self.augment = method_cfg, train_cfg, seed, augment
-        self.dir = run.run_dir / name
 
     def build(self, teacher: nn.Module | None) -> nn.Module:
         role = "teacher" if self.name.startswith("teacher") else "student"
         model = build_model(self.spec, self.run.data, self.seed, role)
-        eps = getattr(self.spec, "init_from_teacher", None)
+        eps = self.spec.init_from_teacher if isinstance(self.spec, StudentSpec) else None
         if eps is not None and teacher is not None:
             init_near(model, teacher.model if isinstance(teacher, FrozenTeacher) else teacher, eps)
         return model
 
-    def execute(self, teacher: nn.Module | None, resume: bool) -> tuple[nn.Module, dict[str, Any]]:
+    def execute(self, teacher: nn.Module | None) -> tuple[nn.Module, dict[str, Any]]:
         model = self.build(teacher)
-        done = stage_done(self.dir) if resume else None
-        if done is not None:
-            load_weights(model, self.dir, what=self.name, arch=self.spec.name)
-            return model, done
+
+        def reuse(folder: Path, _result: dict[str, Any]) -> None:
+            load_weights(model, folder, what=self.name, arch=self.spec.name)
+        result = self.run.folder.stage(self.name, lambda folder: self._train(model, teacher, folder), reuse)
+        return model, result
+
+    def _train(self, model: nn.Module, teacher: nn.Module | None, folder: Path) -> dict[str, Any]:
         batches = self.run.batches(self.train_cfg.batch_size, self.augment)
-        method = build_method(self.method_cfg, student=model, teacher=teacher, info=self.run.task_info(batches, self.train_cfg))
+        context = self.run.context(batches, self.train_cfg, teacher)
+        method = build_method(self.method_cfg, student=model, teacher=teacher, context=context)
         frozen = tuple(t for t in [teacher, *self.run.extra_teachers] if t is not None)
-        trainer = Trainer(stage_dir=self.dir, modules={"student": model, "method": method}, objective=method,
+        trainer = Trainer(stage_dir=folder, modules={"student": model, "method": method}, objective=method,
                           batches=batches, cfg=self.train_cfg, evaluate=lambda: self.run.evaluate(model),
                           frozen=frozen, progress=self.run.cfg.progress, desc=self.name,
                           swa_bn_inputs=lambda: (b["x"] for b in self.run.plain_batches()))
         started = time.perf_counter()
-        last_eval = trainer.fit(resume=resume)
+        last_eval = trainer.fit(resume=self.run.folder.resume)
         method.close()
-        export_model(model, self.dir, model_card(self.spec, self.run.data))
-        result = self.run.final_metrics(model, self.spec.name, self.dir, last_eval)
+        export_model(model, folder, model_card(self.spec, self.run.data))
+        result = self.run.final_metrics(model, self.spec.name, folder, last_eval)
         result["train_seconds"] = time.perf_counter() - started  # this session's share when resumed
-        mark_stage_done(self.dir, result)
-        return model, result
-
-
-class StoredLogitBatches:
-    """A batch stream that adds the stored teacher logits of each batch's samples ("teacher_logits")."""
-
-    def __init__(self, stream: ArrayBatches, logits: torch.Tensor):
-        self.stream, self.logits = stream, logits
-
-    def __len__(self) -> int:
-        return len(self.stream)
-
-    def epoch(self, epoch: int, start: int = 0):
-        for batch in self.stream.epoch(epoch, start):
-            batch["teacher_logits"] = self.logits[batch["index"]]
-            yield batch
+        return result
 
 
 class ClassificationRun:
     """Holds what every stage shares: config, data, held-out split, teachers, teacher test logits."""
 
-    def __init__(self, cfg: ClassificationRecipe, run_dir: Path):
-        self.cfg, self.run_dir = cfg, run_dir
+    def __init__(self, cfg: ClassificationRecipe, folder: Run):
+        self.cfg, self.folder, self.run_dir = cfg, folder, folder.path
         self.data, self.held_out = load_data(cfg)
         self.teacher_test_logits: torch.Tensor | None = None
         self.stored_train_logits: torch.Tensor | None = None
@@ -211,16 +167,12 @@ class ClassificationRun:
         return AUGMENTATIONS.get(name, field="data.augment").obj
 
     def batches(self, batch_size: int, augment: str | None = None) -> ArrayBatches:
-        stream = ArrayBatches(self.data.train_x, self.data.train_y, batch_size=batch_size, mean=self.data.mean,
-                              std=self.data.std, seed=self.cfg.seed, augment=self.augmentation(augment))
-        return StoredLogitBatches(stream, self.stored_train_logits) if self.stored_train_logits is not None else stream
+        return ArrayBatches(self.data.train_x, self.data.train_y, batch_size=batch_size, mean=self.data.mean,
+                            std=self.data.std, seed=self.cfg.seed, augment=self.augmentation(augment))
 
     def use_store(self) -> None:
         """Read teacher logits from the store (verified against this recipe's data) instead of a teacher."""
-        from distill.data.store import StoreReader
-        from distill.tasks.classification.cache import dataset_fingerprint, load_logits
-        reader = StoreReader(self.cfg.store.path, expect={"kind": "classification",
-                                                          "dataset_fingerprint": dataset_fingerprint(self.cfg)})
+        reader = open_store(self.cfg)
         self.stored_train_logits = load_logits(reader, "train")
         self.teacher_test_logits = load_logits(reader, "test")
 
@@ -237,12 +189,19 @@ class ClassificationRun:
                               mean=self.data.mean, std=self.data.std, seed=self.cfg.seed + 7919)
         return stream.epoch
 
-    def task_info(self, batches: ArrayBatches, train_cfg: TrainConfig) -> TaskInfo:
-        return TaskInfo(num_classes=self.data.num_classes, num_train=len(self.data.train_y),
-                        steps_per_epoch=len(batches), epochs=train_cfg.epochs, label_smoothing=train_cfg.label_smoothing,
-                        example_input=normalize(self.data.train_x[:2], self.data.mean, self.data.std),
-                        train_labels=self.data.train_y, plain_train_batches=self.plain_batches,
-                        held_out_batches=self.held_out_stream(train_cfg.batch_size), extra_teachers=self.extra_teachers)
+    def teacher_source(self, teacher: nn.Module | None) -> LiveLogits | StoredLogits | None:
+        """The teacher's training logits: the live teacher, or the store's lookup table."""
+        if teacher is not None:
+            return LiveLogits(teacher)
+        return StoredLogits(self.stored_train_logits) if self.stored_train_logits is not None else None
+
+    def context(self, batches: ArrayBatches, train_cfg: TrainConfig, teacher: nn.Module | None) -> ClassificationContext:
+        return ClassificationContext(
+            num_classes=self.data.num_classes, num_train=len(self.data.train_y), steps_per_epoch=len(batches),
+            epochs=train_cfg.epochs, label_smoothing=train_cfg.label_smoothing, teacher_logits=self.teacher_source(teacher),
+            example_input=normalize(self.data.train_x[:2], self.data.mean, self.data.std),
+            train_labels=self.data.train_y, plain_train_batches=self.plain_batches,
+            held_out_batches=self.held_out_stream(train_cfg.batch_size), extra_teachers=self.extra_teachers)
 
     def logits(self, model: nn.Module) -> torch.Tensor:
         return predict_logits(model, self.data.test_x, self.data.mean, self.data.std, self.cfg.eval.batch_size)
@@ -264,50 +223,48 @@ class ClassificationRun:
         return metrics
 
 
-def teacher_stage(run: ClassificationRun, spec: TeacherSpec, name: str, seed: int, resume: bool) -> tuple[nn.Module, dict[str, Any]]:
+def teacher_stage(run: ClassificationRun, spec: TeacherSpec, name: str, seed: int) -> tuple[nn.Module, dict[str, Any]]:
     """Train, load or randomly initialise one teacher; export it to <run>/<name>/."""
     if spec.train is None:
         model = build_model(spec, run.data, seed, "teacher")
         folder = run.run_dir / name
         export_model(model, folder, model_card(spec, run.data))
         return model, run.final_metrics(model, spec.name, folder)
-    method = spec.method or METHODS.get("ce").config(name="ce")
+    method = spec.method or baseline_method("classification")
     if METHODS.get(method.name).obj.needs_teacher:
-        raise ConfigError(f"teacher.method = {method.name!r} needs a teacher itself; use ce, focal or another "
-                          "label-only objective")
-    return Stage(run, name, spec, method, spec.train, seed, spec.augment).execute(None, resume)
+        raise ConfigError(f"teacher.method = {method.name!r} needs a teacher itself; use a label-only objective: "
+                          f"{', '.join(method_names('classification', needs_teacher=False))}")
+    return Stage(run, name, spec, method, spec.train, seed, spec.augment).execute(None)
 
 
-def run(cfg: ClassificationRecipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Run every stage of a classification recipe; returns the summary (also in summary.json)."""
-    set_determinism(cfg.seed, cfg.threads)
-    run_dir = open_run_dir(cfg, resume=resume, overwrite=overwrite)
-    ctx = ClassificationRun(cfg, run_dir)
-    check_classes(build_model(cfg.student, ctx.data, cfg.seed, "student"), ctx.data, "student")
-    results: dict[str, dict[str, Any]] = {}
+def prepare_teachers(ctx: ClassificationRun, results: dict[str, dict[str, Any]]) -> FrozenTeacher | None:
+    """Every teacher stage (trained, loaded or random), frozen; or the store's logits when there is no teacher."""
     frozen = []
-    for i, spec in enumerate(teachers_of(cfg)):
+    for i, spec in enumerate(teachers_of(ctx.cfg)):
         name = "teacher" if i == 0 else f"teacher-{i + 1}"
-        model, results[name] = teacher_stage(ctx, spec, name, cfg.seed + 100 * i, resume)
+        model, results[name] = teacher_stage(ctx, spec, name, ctx.cfg.seed + 100 * i)
         frozen.append(FrozenTeacher(model))
     teacher = frozen[0] if frozen else None
     ctx.extra_teachers = frozen[1:]
     if teacher is not None:
         ctx.teacher_test_logits = ctx.logits(teacher)
-    elif cfg.store is not None:
+    elif ctx.cfg.store is not None:
         ctx.use_store()
-    student_seed = cfg.seed + 1  # the CE baseline and the method student start from the same init
-    if cfg.baseline and cfg.method.name != "ce":
-        ce = METHODS.get("ce").config(name="ce")
-        _, results["student-ce"] = Stage(ctx, "student-ce", cfg.student, ce, cfg.train, student_seed).execute(teacher, resume)
-    stage = f"student-{cfg.method.name}"
-    _, results[stage] = Stage(ctx, stage, cfg.student, cfg.method, cfg.train, student_seed).execute(teacher, resume)
-    return write_summary(cfg, run_dir, results)
+    return teacher
 
 
-def write_summary(cfg: ClassificationRecipe, run_dir: Path, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    summary = {"name": cfg.name, "task": "classification", "dataset": cfg.data.name, "method": cfg.method.name,
-               "config": to_dict(cfg), "stages": results}
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-    return summary
-
+def run(cfg: ClassificationRecipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Run every stage of a classification recipe; returns the summary (also in summary.json)."""
+    set_determinism(cfg.seed, cfg.threads)
+    ctx = ClassificationRun(cfg, Run(cfg, resume=resume, overwrite=overwrite))
+    check_classes(build_model(cfg.student, ctx.data, cfg.seed, "student"), ctx.data, "student")
+    results: dict[str, dict[str, Any]] = {}
+    teacher = prepare_teachers(ctx, results)
+    student_seed = cfg.seed + 1  # the baseline and the method student start from the same init
+    if cfg.baseline and not METHODS.get(cfg.method.name).obj.baseline:
+        base = baseline_method("classification")
+        name = f"student-{base.name}"
+        _, results[name] = Stage(ctx, name, cfg.student, base, cfg.train, student_seed).execute(teacher)
+    name = f"student-{cfg.method.name}"
+    _, results[name] = Stage(ctx, name, cfg.student, cfg.method, cfg.train, student_seed).execute(teacher)
+    return ctx.folder.write_summary("classification", results, table, dataset=cfg.data.name)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.report.text import format_text_table
-
 COLUMNS = ("model", "arch", "accuracy", "NLL", "ECE", "agree", "params", "size", "latency", "speed-up", "train time")
 
 
@@ -40,6 +38,3 @@ def table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         return list(COLUMNS) + ["probe acc"], [row + [p] for row, p in zip(rows, probes)]
     return list(COLUMNS), rows
 
-
-def format_summary(summary: dict[str, Any]) -> str:
-    return format_text_table(*table(summary))
