@@ -20,16 +20,18 @@ import torch
 import torch.nn.functional as F
 
 from distill.losses import hinton_kd
-from distill.methods import TaskInfo, build_method
+from distill.data.source import BatchSourceHooks
+from distill.methods import ClassificationContext, build_method
 from distill.methods.kd import KDConfig
 from distill.models import FrozenTeacher, create_model
+from distill.models.teacher_sources import LiveLogits
 from distill.train.config import TrainConfig
 from distill.train.core import Trainer
 
 BATCH = 128
 
 
-class FixedBatches:
+class FixedBatches(BatchSourceHooks):
     """The same pre-generated batches for both loops (no data-loading cost on either side)."""
 
     def __init__(self, batches):
@@ -60,7 +62,7 @@ def plain_loop(student, teacher, batches, lr):
 def distill_loop(student, teacher, batches, lr, folder):
     cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=lr, schedule="constant", log_every=10 ** 6)
     method = build_method(KDConfig(name="kd", temperature=4.0, kd_weight=0.9, ce_weight=0.1), student=student,
-                          teacher=teacher, info=TaskInfo(num_classes=10))
+                          teacher=teacher, context=ClassificationContext(num_classes=10, teacher_logits=LiveLogits(teacher)))
     trainer = Trainer(stage_dir=folder, modules={"student": student, "method": method}, objective=method,
                       batches=FixedBatches(batches), cfg=cfg, frozen=(teacher,), progress=False)
     trainer.fit()

@@ -36,8 +36,8 @@ def child(mode: str, n: int, v: int, repeats: int) -> None:
     """Runs in the subprocess: measure one (mode, N, V) and print a JSON line."""
     import torch
 
-    from distill.losses import kl
-    from distill.losses.fused import default_chunk_size, fused_linear_divergence
+    from distill.losses import HiddenSignal, fused_linear_divergence, kl
+    from distill.losses.fused import default_chunk_size
     torch.manual_seed(0)
     hs = torch.randn(n, H, requires_grad=True)
     ws = (torch.randn(v, H) * 0.02).requires_grad_(True)
@@ -51,7 +51,7 @@ def child(mode: str, n: int, v: int, repeats: int) -> None:
         if mode == "dense":
             loss = kl(hs @ ws.t(), (ht @ wt.t()).detach())
         else:
-            loss = fused_linear_divergence(hs, ws, ht, wt).loss
+            loss = fused_linear_divergence(hs, ws, HiddenSignal(ht, wt)).loss
         loss.backward()
         elapsed = time.perf_counter() - start
         if i == 0:

@@ -60,7 +60,7 @@ def generate_jsonl(model_path: str, records: list[dict], path: Path, max_new: in
 def prompts(n_train: int, n_student: int, n_eval: int) -> tuple[list, list, list]:
     from distill.data.prompts import text_prompts
     from distill.models.hf import load_tokenizer
-    from distill.tasks.causal_lm.runner import random_subset
+    from distill.tasks.causal_lm.data import random_subset
     records = text_prompts(load_tokenizer(ORACLE), [str(common.SHARED / "data/text/python-docs-rst.tar.xz")],
                            prompt_tokens=32, completion_tokens=48)
     records = random_subset(records, n_train + n_student + n_eval)

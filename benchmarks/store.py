@@ -97,9 +97,10 @@ def live_teacher_eval(run_name: str, blocks: int, eval_blocks: int, out: str = O
     from distill.eval.lm import evaluate_lm
     from distill.models import FrozenTeacher
     from distill.models.hf import LMBody, load_causal_lm, load_tokenizer
-    from distill.tasks.causal_lm.runner import load_lm_data
+    from distill.models.teacher_sources import LiveTokenTeacher
+    from distill.tasks.causal_lm.data import load_lm_data
     _, cfg = load_recipe(common.ROOT / "recipes/smollm2-cache.yaml", data_overrides(blocks, eval_blocks))
-    teacher = FrozenTeacher(LMBody(load_causal_lm(cfg.teacher.path)))
+    teacher = LiveTokenTeacher(FrozenTeacher(LMBody(load_causal_lm(cfg.teacher.path))))
     tokenizer = load_tokenizer(cfg.teacher.path)
     _, held = load_lm_data(cfg, tokenizer)
     folder = next((common.ROOT / out / run_name).glob("student-*/model"))

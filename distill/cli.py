@@ -3,7 +3,7 @@
     distill train RECIPE [key=value ...] [--resume] [--overwrite]
     distill cache RECIPE [key=value ...] [--overwrite]  |  distill cache --verify STORE
     distill validate RECIPE [RECIPE ...]
-    distill methods [--models] [--datasets]
+    distill methods [--models] [--datasets] [--divergences]
     distill report RUN_DIR
 """
 from __future__ import annotations
@@ -12,7 +12,14 @@ import argparse
 import sys
 from typing import Callable
 
+from distill.data.images import DATASETS
+from distill.data.store import read_manifest, verify_store
 from distill.errors import DistillError
+from distill.losses import DIVERGENCES
+from distill.methods import METHODS
+from distill.models import MODELS
+from distill.report.html import build_report
+from distill.tasks import load_recipe
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -27,9 +34,6 @@ def command(name: str) -> Callable:
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
     """Run a recipe (with dotted key=value overrides)."""
-    from distill.report.html import build_report
-    from distill.tasks import load_recipe
-
     task, cfg = load_recipe(args.recipe, args.overrides)
     summary = task.run(cfg, resume=args.resume, overwrite=args.overwrite)
     if summary is None:  # non-zero ranks of a distributed run
@@ -43,9 +47,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 @command("cache")
 def cmd_cache(args: argparse.Namespace) -> int:
     """Run the teacher once over a recipe's data into a teacher-signal store (or --verify a store)."""
-    from distill.data.store import read_manifest, verify_store
-    from distill.tasks import load_recipe
-
     if args.verify:
         problems = verify_store(args.target)
         for line in problems:
@@ -67,8 +68,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
 @command("validate")
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check recipes against the schema without doing any work."""
-    from distill.tasks import load_recipe
-
     failed = 0
     for path in args.recipes:
         try:
@@ -83,11 +82,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 @command("methods")
 def cmd_methods(args: argparse.Namespace) -> int:
     """List registered methods (and models / datasets / divergences) with one-line docs."""
-    from distill.data.images import DATASETS
-    from distill.losses import DIVERGENCES
-    from distill.methods import METHODS
-    from distill.models import MODELS
-
     sections = [("methods", METHODS)]
     if args.divergences:
         sections.append(("divergences", DIVERGENCES))
@@ -109,8 +103,6 @@ def cmd_methods(args: argparse.Namespace) -> int:
 @command("report")
 def cmd_report(args: argparse.Namespace) -> int:
     """(Re)build report.html from a run folder."""
-    from distill.report.html import build_report
-
     print(build_report(args.run_dir))
     return 0
 

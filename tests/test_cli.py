@@ -111,3 +111,32 @@ def test_unknown_override_key_fails_before_work(tmp_path, capsys):
     code, out = train(tmp_path, capsys, tiny_recipe(tmp_path / "runs"), "train.epocs=3")
     assert_user_error(code, out, "train.epocs", "did you mean 'epochs'")
     assert not (tmp_path / "runs").exists()
+
+
+def test_methods_lists_divergences_with_their_options(capsys):
+    assert main(["methods", "--divergences"]) == 0
+    out = capsys.readouterr().out
+    assert "divergences (8)" in out and "beta=0.5" in out and "mu=0.5" in out
+
+
+def cache(tmp_path, capsys, recipe):
+    code = main(["cache", str(write_recipe(tmp_path / "cache.yaml", recipe))])
+    return code, capsys.readouterr()
+
+
+def test_cache_reuses_the_teacher_of_an_existing_run_and_names_a_real_conflict(tmp_path, capsys):
+    """`distill cache` on a run folder used to fail with "--resume: the recipe differs" though no --resume was given."""
+    recipe = tiny_recipe(tmp_path / "runs")
+    recipe["data"]["augment"] = "none"
+    assert train(tmp_path, capsys, recipe)[0] == 0
+    teacher_done = tmp_path / "runs" / "tiny" / "teacher" / "done.json"
+    stamp = teacher_done.stat().st_mtime_ns
+    with_store = {**recipe, "store": {"path": str(tmp_path / "store")}, "method": {"name": "dkd"}}
+    code, out = cache(tmp_path, capsys, with_store)  # another student side: the teacher is reused as it is
+    assert code == 0, out.err
+    assert teacher_done.stat().st_mtime_ns == stamp and (tmp_path / "store" / "manifest.json").is_file()
+    other_teacher = json.loads(json.dumps(with_store))
+    other_teacher["teacher"]["train"]["epochs"] = 3
+    code, out = cache(tmp_path, capsys, other_teacher)
+    assert code == 2 and out.err.count("\n") == 1 and "--resume" not in out.err
+    assert "distill cache" in out.err and "teacher.train.epochs: 2 -> 3" in out.err and "another name" in out.err

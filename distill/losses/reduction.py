@@ -5,9 +5,11 @@ boolean `mask` is true:
   - "mean": sum over valid positions / number of valid positions (exactly 0 when none is valid),
   - "sum":  sum over valid positions,
   - "none": the per-position values, with masked positions set to exactly 0.
-Under gradient accumulation or data parallelism the loops call `reduce_positions(...,
-reduction="sum")` and divide by the global count of valid positions themselves (see
-`distill.train.core`), so every rank and micro-batch shares one normalizer.
+Under gradient accumulation or data parallelism each loss still returns the mean over its own
+micro-batch; the Trainer (`distill.train.core`) multiplies it by that micro-batch's share of the
+step's valid positions (`objective.count`, summed over micro-batches and all-reduced over ranks),
+so the accumulated gradient is that of the mean over the whole global batch. The fused LM loss
+also accepts the global count directly (`normalizer=`).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from distill.errors import ConfigError
-from distill.registry import Registry
+from distill.registry import Registry, suggest
 
 MODELS = Registry("model", discover="distill.models.zoo")
 EXTERNAL_PREFIXES = ("timm:", "torchvision:")
@@ -30,7 +30,6 @@ def check_model_args(name: str, kwargs: dict, field: str) -> None:
         if key in BUILDER_ARGS:
             raise ConfigError(f"{field}.kwargs.{key}: set from the dataset, not the recipe")
         if key not in accepted and not takes_any:
-            from distill.registry import suggest
             raise ConfigError(f"{field}.kwargs.{key}: {name} does not take this option{suggest(key, accepted)}; "
                               f"accepted: {', '.join(accepted) or 'none'}")
 

@@ -30,6 +30,3 @@ class FrozenTeacher(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         with torch.no_grad():
             return self.model(*args, **kwargs)
-
-    def parameter_ids(self) -> set[int]:
-        return {id(p) for p in self.model.parameters()}

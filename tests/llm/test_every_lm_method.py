@@ -77,3 +77,26 @@ def test_lm_method_trains_two_steps(name, source):
     assert len(changed) == len(before_s), f"student parameters without an update: {set(before_s) - set(changed)}"
     assert all(torch.equal(before_t[k], v) for k, v in teacher_body.named_parameters()), "teacher changed"
     assert all(p.grad is None for p in teacher_body.parameters())
+
+
+def test_a_new_teacher_source_needs_no_change_in_methods():
+    """The README's example: a source wrapping the live teacher; scale 1 reproduces it, scale 2 does not."""
+    from dataclasses import dataclass
+
+    from distill.losses import HiddenSignal
+
+    @dataclass
+    class ScaledTeacher:
+        inner: LiveTokenTeacher
+        scale: float
+
+        def signal(self, batch, mask):
+            s = self.inner.signal(batch, mask)
+            return HiddenSignal(s.hidden * self.scale, s.head)
+
+    student, teacher_body, method = setup("lm_kd", "live")
+    b = batch(0)
+    live = method(b)["loss"].detach()
+    for scale, same in ((1.0, True), (2.0, False)):
+        method.ctx.teacher = ScaledTeacher(LiveTokenTeacher(teacher_body), scale)
+        assert torch.equal(method(b)["loss"].detach(), live) == same

@@ -117,3 +117,29 @@ def test_a_different_tokenizer_is_refused(llm_assets, tmp_path):
 def test_classification_methods_are_refused_in_lm_recipes(llm_assets, tmp_path):
     with pytest.raises(ConfigError, match="classification method"):
         build_recipe(lm_recipe(llm_assets, tmp_path, method={"name": "dkd"}))
+
+
+def test_a_degenerate_held_out_split_is_refused_before_training(llm_assets, tmp_path, capsys):
+    """A small file used to give a 1-token held-out split, reported as perplexity 1.00 and KL 0.0000."""
+    small = tmp_path / "small.txt"
+    small.write_text("The teacher is frozen while the student learns.")
+    recipe = lm_recipe(llm_assets, tmp_path / "runs", data={"format": "text", "paths": [llm_assets["text"]],
+                                                            "eval_paths": [str(small)], "block_size": 8})
+    del recipe["eval"]["min_tokens"]  # the default
+    code = main(["train", str(write_recipe(tmp_path / "r.yaml", recipe))])
+    err = capsys.readouterr().err
+    assert code == 2 and "held-out split has" in err and "eval.min_tokens = 256" in err
+    assert not (tmp_path / "runs" / "tiny-lm" / "student-lm_kd").exists()  # no training started
+
+
+def test_flat_divergence_options_fail_with_the_new_form(llm_assets, tmp_path):
+    recipe = lm_recipe(llm_assets, tmp_path, method={"name": "lm_kd", "divergence": "jsd", "beta": 0.3})
+    with pytest.raises(ConfigError, match=r"method.beta: .*divergence: \{name: jsd, beta: 0.3\}"):
+        build_recipe(recipe)
+    recipe["method"] = {"name": "lm_kd", "divergence": {"name": "jsd", "beta": 0.3}}
+    assert build_recipe(recipe)[1].method.divergence.options() == {"beta": 0.3}
+
+
+def test_g_opd_without_on_policy_is_refused_by_its_class_attribute(llm_assets, tmp_path):
+    with pytest.raises(ConfigError, match="g_opd.*own samples: add an on_policy section with lmbda: 1"):
+        build_recipe(lm_recipe(llm_assets, tmp_path, method={"name": "g_opd"}))

@@ -149,3 +149,31 @@ def test_cross_entropy_closed_form_matches_autograd_and_ignores_minus_100():
     (auto,) = torch.autograd.grad(expected.sum(), logits)
     torch.testing.assert_close(grad, auto)
     assert not grad[[0, 4]].any()
+
+
+def test_a_new_divergence_is_one_registered_function():
+    """The README's example: registered from outside, it works in the fused loss and in recipes."""
+    from dataclasses import dataclass
+
+    from distill.losses import register_divergence
+    from distill.methods import METHODS
+
+    @dataclass(kw_only=True)
+    class HellingerConfig(DivergenceConfig):
+        name: str = "hellinger"
+
+    @register_divergence("hellinger", config=HellingerConfig)
+    def hellinger_terms(s_logp, t_logp):
+        """Squared Hellinger distance 1 - sum_v sqrt(p_s p_t)."""
+        return 1 - ((s_logp + t_logp) / 2).exp().sum(-1)
+    try:
+        hs, ws, ht, wt = data(9)
+        out = fused_linear_divergence(hs, ws, HiddenSignal(ht, wt), divergence="hellinger", chunk_size=4)
+        p_s, p_t = torch.softmax(hs @ ws.t(), -1), torch.softmax(ht @ wt.t(), -1)
+        expected = (1 - (p_s * p_t).sqrt().sum(-1)).mean()
+        torch.testing.assert_close(out.loss, expected)
+        torch.testing.assert_close(torch.autograd.grad(out.loss, ws)[0], torch.autograd.grad(expected, ws)[0])
+        cfg = from_dict(METHODS.get("lm_kd").config, {"name": "lm_kd", "divergence": "hellinger"})
+        assert cfg.divergence.name == "hellinger"
+    finally:
+        DIVERGENCES._entries.pop("hellinger")
