@@ -72,8 +72,8 @@ class DenseChunk(TeacherChunk):
 
 
 @dataclass
-class UniformTailChunk(TeacherChunk):
-    """Stored top-k log-probs with the tail mass spread evenly over the other V - k ids (never re-tempered)."""
+class _StoredChunk(TeacherChunk):
+    """Stored top-k log-probs (n, k) at `ids` (n, k) and the log tail mass (n,), never re-tempered."""
 
     ids: Tensor
     logp: Tensor
@@ -81,7 +81,12 @@ class UniformTailChunk(TeacherChunk):
     vocab_size: int
 
     def teacher_logp(self, temperature: float) -> Tensor:
+        """The uniform-tail reading of the stored targets over the whole vocabulary."""
         return sparse_to_dense(self.ids, self.logp, self.tail, self.vocab_size)
+
+
+class UniformTailChunk(_StoredChunk):
+    """The tail mass spread evenly over the other V - k ids."""
 
     def distributions(self, student_logits: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
         s = F.log_softmax(student_logits / temperature, dim=-1)
@@ -91,17 +96,8 @@ class UniformTailChunk(TeacherChunk):
         return sparse_forward_kl_with_grad(student_logits, self.ids, self.logp, self.tail, temperature)
 
 
-@dataclass
-class BucketChunk(TeacherChunk):
-    """Stored top-k log-probs with the tail kept as one outcome: both sides become (k + 1)-way distributions."""
-
-    ids: Tensor
-    logp: Tensor
-    tail: Tensor
-    vocab_size: int
-
-    def teacher_logp(self, temperature: float) -> Tensor:
-        return sparse_to_dense(self.ids, self.logp, self.tail, self.vocab_size)
+class BucketChunk(_StoredChunk):
+    """The tail kept as one outcome: both sides become (k + 1)-way distributions [top-k ids..., the rest]."""
 
     def distributions(self, student_logits: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
         s_logp = F.log_softmax(student_logits / temperature, dim=-1)
