@@ -18,7 +18,7 @@ their logits hold.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -71,46 +71,75 @@ def _work_dtype(*tensors: Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
-class _FusedDivergence(torch.autograd.Function):
+ChunkObjective = Callable[[Tensor, int, int], tuple[Tensor, Tensor]]
+"""(logits of rows [start, end) (n, V), start, end) -> (loss parts (k,) detached, d(weighted loss)/d(logits) (n, V))."""
+
+
+class _FusedRows(torch.autograd.Function):
+    """The chunked engine: logits of one chunk of rows at a time, their gradient folded into the
+    hidden states' and the head's in the forward pass, only scaled in the backward pass."""
+
     @staticmethod
-    def forward(ctx, hidden: Tensor, head: Tensor, teacher: TeacherSignal | None, labels: Tensor | None,
-                spec: _Spec) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(ctx, hidden: Tensor, head: Tensor, objective: ChunkObjective, bounds: list[tuple[int, int]],
+                vocab: int, part_weights: tuple[float, ...]) -> tuple[Tensor, Tensor]:
         work = _work_dtype(hidden, head)
         grad_hidden = torch.zeros_like(hidden, dtype=work) if hidden.requires_grad else None
         grad_head = torch.zeros_like(head, dtype=work) if head.requires_grad else None
-        totals = hidden.new_zeros(2, dtype=work)  # divergence, ce
-        vocab_head = head[:spec.vocab]
-        for start, end in chunk_bounds(hidden.shape[0], spec.chunk_size):
+        parts = hidden.new_zeros(len(part_weights), dtype=work)
+        vocab_head = head[:vocab]
+        for start, end in bounds:
             h = hidden[start:end]
             logits = (h.to(head.dtype) @ vocab_head.t()).to(work)
-            div, ce, grad_logits = _chunk_objective(logits, teacher, labels, spec, start, end)
-            totals[0] += div
-            totals[1] += ce
+            chunk_parts, grad_logits = objective(logits, start, end)
+            parts += chunk_parts.to(work)
             if grad_hidden is not None:  # in the head's dtype: casting a bf16 head up would copy V x H per chunk
                 grad_hidden[start:end] = (grad_logits.to(head.dtype) @ vocab_head).to(work)
             if grad_head is not None:  # in place: autograd would allocate a second V x H tensor per chunk
-                grad_head[:spec.vocab].addmm_(grad_logits.t(), h.to(work))
+                grad_head[:vocab].addmm_(grad_logits.t().to(work), h.to(work))
         ctx.save_for_backward(grad_hidden, grad_head)
         ctx.dtypes = (hidden.dtype, head.dtype)
-        div_total, ce_total = totals[0].clone(), totals[1].clone()
-        loss = spec.kd_weight * div_total + spec.ce_weight * ce_total
-        ctx.mark_non_differentiable(div_total, ce_total)
-        return loss, div_total, ce_total
+        loss = sum(w * parts[i] for i, w in enumerate(part_weights)) if part_weights else parts.sum() * 0
+        ctx.mark_non_differentiable(parts)
+        return loss, parts
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_loss: Tensor, _grad_div: Tensor, _grad_ce: Tensor):
+    def backward(ctx, grad_loss: Tensor, _grad_parts: Tensor):
         grad_hidden, grad_head = ctx.saved_tensors
         # scaled in place: a second V x H tensor would double the loss's largest buffer (so, like
         # Liger's fused losses, one backward per forward; retain_graph=True is not supported)
         out_hidden = None if grad_hidden is None else grad_hidden.mul_(grad_loss).to(ctx.dtypes[0])
         out_head = None if grad_head is None else grad_head.mul_(grad_loss).to(ctx.dtypes[1])
-        return out_hidden, out_head, None, None, None
+        return out_hidden, out_head, None, None, None, None
+
+
+def fused_rows(hidden: Tensor, head: Tensor, objective: ChunkObjective, *, bounds: list[tuple[int, int]],
+               vocab_size: int | None = None, part_weights: tuple[float, ...] = (1.0,)) -> tuple[Tensor, Tensor]:
+    """Any per-chunk objective over the logits hidden @ head.T of row chunks `bounds`, never all rows at once.
+
+    Returns (loss, parts): `parts` (k,) are the objective's detached parts summed over chunks,
+    `loss` = sum_k part_weights[k] * parts[k] carries the gradient, which the objective gives per
+    chunk (d loss / d logits). The cross-tokenizer losses use it with chunks of whole spans.
+    """
+    return _FusedRows.apply(hidden, head, objective, bounds, vocab_size or head.shape[0], tuple(part_weights))
+
+
+def autograd_objective(fn: Callable[[Tensor, int, int], Tensor], n_parts: int = 1,
+                       part_weights: tuple[float, ...] = (1.0,)) -> ChunkObjective:
+    """A `ChunkObjective` from a differentiable `fn(logits, start, end) -> parts (k,)` (its gradient by autograd)."""
+    def objective(logits: Tensor, start: int, end: int) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            x = logits.detach().requires_grad_(True)
+            parts = fn(x, start, end).reshape(n_parts)
+            loss = sum(w * parts[i] for i, w in enumerate(part_weights))
+            (grad,) = torch.autograd.grad(loss, x) if loss.requires_grad else (torch.zeros_like(x),)
+        return parts.detach(), grad
+    return objective
 
 
 def _chunk_objective(logits: Tensor, teacher: TeacherSignal | None, labels: Tensor | None, spec: _Spec,
-                     start: int, end: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(divergence sum, ce sum, d(objective)/d(chunk logits)) for one chunk, already divided by the normaliser."""
+                     start: int, end: int) -> tuple[Tensor, Tensor]:
+    """([divergence sum, ce sum], d(objective)/d(chunk logits)) for one chunk, already divided by the normaliser."""
     coef = torch.ones(end - start, dtype=logits.dtype, device=logits.device)
     if spec.weights is not None:
         coef = coef * spec.weights[start:end].to(logits.dtype)
@@ -128,7 +157,7 @@ def _chunk_objective(logits: Tensor, teacher: TeacherSignal | None, labels: Tens
         if spec.ce_weight:
             grad_ce.mul_((spec.ce_weight * coef)[:, None])
             grad = grad_ce if grad is None else grad.add_(grad_ce)
-    return div, ce, torch.zeros_like(logits) if grad is None else grad
+    return torch.stack([div, ce]), torch.zeros_like(logits) if grad is None else grad
 
 
 def fused_linear_divergence(student_hidden: Tensor, student_head: Tensor, teacher: TeacherSignal | None = None, *,
@@ -186,8 +215,11 @@ def fused_linear_divergence(student_hidden: Tensor, student_head: Tensor, teache
     spec = _Spec(get_divergence(cfg), cfg.options(), temperature, chunk_size or default_chunk_size(vocab), normalizer,
                  vocab, kd_weight if teacher is not None else 0.0, ce_weight if ce_labels is not None else 0.0,
                  None if weights is None else weights.detach())
-    loss, div, ce = _FusedDivergence.apply(student_hidden, student_head, teacher, ce_labels, spec)
-    return FusedLoss(loss, div, ce if ce_labels is not None else None, count)
+    def objective(logits: Tensor, start: int, end: int) -> tuple[Tensor, Tensor]:
+        return _chunk_objective(logits, teacher, ce_labels, spec, start, end)
+    loss, parts = fused_rows(student_hidden, student_head, objective, bounds=chunk_bounds(len(student_hidden), spec.chunk_size),
+                             vocab_size=vocab, part_weights=(spec.kd_weight, spec.ce_weight))
+    return FusedLoss(loss, parts[0], parts[1] if ce_labels is not None else None, count)
 
 
 @torch.no_grad()
@@ -216,4 +248,14 @@ def teacher_token_logprobs(teacher: TeacherSignal, labels: Tensor, *, vocab_size
     for start, end in chunk_bounds(len(labels), chunk_size or default_chunk_size(vocab_size)):
         logp = teacher.chunk(start, end, vocab_size, 1.0).teacher_logp(1.0)
         out[start:end] = logp.gather(1, labels[start:end, None].long()).squeeze(1).float()
+    return out
+
+
+@torch.no_grad()
+def token_logprobs(hidden: Tensor, head: Tensor, labels: Tensor, vocab: int, chunk_size: int | None = None) -> Tensor:
+    """log p(labels_n | position n) for (N, H) hidden states and a (V, H) head, chunked; (N,) float32, no gradient."""
+    out = hidden.new_empty(len(labels), dtype=torch.float32)
+    for start, end in chunk_bounds(len(labels), chunk_size or default_chunk_size(vocab)):
+        logp = F.log_softmax((hidden[start:end] @ head[:vocab].t()).float(), dim=-1)
+        out[start:end] = logp.gather(1, labels[start:end, None]).squeeze(1)
     return out

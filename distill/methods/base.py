@@ -46,6 +46,7 @@ class Method(ObjectiveHooks, nn.Module):
         requires_on_policy: True when the loss is only meaningful on the student's own samples.
         baseline: True for the task's label-only reference (CE): the `baseline: true` stage and the
             default teacher-training objective.
+        cross_tokenizer: True when the method reads a teacher of another tokenizer (aligned spans).
     The Trainer's hooks (`count`, `on_epoch_start`, `on_step_end`, `extra_state`,
     `load_extra_state`) are defaulted (`distill.train.protocols.ObjectiveHooks`); override what you need.
     """
@@ -55,6 +56,7 @@ class Method(ObjectiveHooks, nn.Module):
     needs_live_teacher: bool = False
     requires_on_policy: bool = False
     baseline: bool = False
+    cross_tokenizer: bool = False
 
     def __init__(self, cfg: MethodConfig, *, student: nn.Module, teacher: nn.Module | None, context: TaskContext):
         super().__init__()

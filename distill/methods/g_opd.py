@@ -11,21 +11,11 @@ from torch import Tensor
 
 from distill.config import option
 from distill.data.token_stream import next_token_targets
-from distill.losses.fused import chunk_bounds, default_chunk_size, teacher_token_logprobs
+from distill.losses.fused import teacher_token_logprobs, token_logprobs
 from distill.methods.base import METHODS, MethodConfig
 from distill.methods.lm_base import LMMethod
 from distill.models.hf import LMBody, load_causal_lm
 from distill.models.teacher import FrozenTeacher
-
-
-@torch.no_grad()
-def token_logprobs(hidden: Tensor, head: Tensor, labels: Tensor, vocab: int, chunk_size: int | None = None) -> Tensor:
-    """log p(labels_n | position n) for (N, H) hidden states, chunked; (N,) float32, no gradient."""
-    out = hidden.new_empty(len(labels), dtype=torch.float32)
-    for start, end in chunk_bounds(len(labels), chunk_size or default_chunk_size(vocab)):
-        logp = F.log_softmax((hidden[start:end] @ head[:vocab].t()).float(), dim=-1)
-        out[start:end] = logp.gather(1, labels[start:end, None]).squeeze(1)
-    return out
 
 
 def policy_gradient_coefficients(advantage: Tensor, ratio: Tensor, clip_eps: float, dual_clip: float) -> Tensor:

@@ -63,6 +63,15 @@ def student_from_config(teacher_config: Any, overrides: dict[str, Any], dtype: s
     return tf.AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
 
 
+def load_config(source: str) -> Any:
+    """The transformers config of a local model folder (or hub id)."""
+    name, local = resolve_source(source)
+    try:
+        return _transformers().AutoConfig.from_pretrained(name, local_files_only=local)
+    except OSError as exc:
+        raise ConfigError(f"cannot load a model config from {source!r}: {str(exc).splitlines()[0]}") from None
+
+
 def config_from_dict(values: dict[str, Any]) -> Any:
     """A transformers config from its `to_dict()` form (the store keeps the teacher's)."""
     return _transformers().AutoConfig.for_model(**values)
@@ -79,7 +88,7 @@ def check_same_tokenizer(teacher_tok: Any, student_tok: Any) -> None:
     """Different vocabularies cannot be distilled token by token."""
     if teacher_tok.get_vocab() != student_tok.get_vocab():
         raise ConfigError("teacher and student tokenizers differ: token-level distillation needs one vocabulary; "
-                          "cross-tokenizer distillation is needed for this pair")
+                          "cross-tokenizer distillation is needed for this pair (method alm, gold, uld or xtoken)")
 
 
 def vocab_limit(tokenizer: Any, *models: nn.Module) -> tuple[int, str | None]:

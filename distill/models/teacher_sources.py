@@ -3,15 +3,20 @@
 Classification: `LiveLogits` runs the teacher on batch["x"]; `StoredLogits` looks logits up by
 batch["index"]. Causal LM: `LiveTokenTeacher` runs the frozen teacher body and returns a
 `HiddenSignal` at the valid positions; `StoredTokenTeacher` reads the top-k fields a store batch
-carries and returns a `TopKSignal`. Methods see `logits(batch)` / `signal(batch, mask)` only.
+carries and returns a `TopKSignal`; `AlignedTokenTeacher` re-tokenizes each row's text for a
+teacher with another tokenizer and returns an `AlignedSignal`. Methods see `logits(batch)` /
+`signal(batch, mask)` only.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
+from distill.data.align import Aligner, Alignment
+from distill.losses.aligned import AlignedSignal, VocabularyMap
 from distill.losses.signal import HiddenSignal, TeacherSignal, TopKSignal
 
 
@@ -64,3 +69,72 @@ class StoredTokenTeacher:
             raise ValueError(f"the store batch carries {ids.shape[0]} teacher rows for {int(mask.sum())} valid positions")
         return TopKSignal(ids, batch["teacher_topk_logp"], batch["teacher_tail_logp"], self.temperature, self.tail,
                           meta={"source": "store", "k": self.k, "tail": self.tail})
+
+
+@dataclass
+class AlignedTokenTeacher:
+    """A live causal-LM teacher with another tokenizer: each student row's text is re-tokenized for the
+    teacher, aligned into spans (`distill.data.align.Aligner`, cached per row), and the teacher runs
+    on its own tokens. Returns an `AlignedSignal`; only cross-tokenizer methods read it."""
+
+    body: nn.Module
+    aligner: Aligner
+    teacher_vocab: int
+    pad_id: int
+    vocab_map: VocabularyMap | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        return self.body.model
+
+    def alignments(self, batch: dict[str, Tensor]) -> tuple[list[Alignment], list[list[int]]]:
+        """Per row: its alignment and the batch positions of the row's tokens (attention mask 1)."""
+        ids = batch["input_ids"]
+        attention = batch.get("attention_mask")
+        out, positions = [], []
+        for b in range(ids.shape[0]):
+            pos = attention[b].nonzero().squeeze(1).tolist() if attention is not None else list(range(ids.shape[1]))
+            out.append(self.aligner([int(ids[b, p]) for p in pos]))
+            positions.append(pos)
+        return out, positions
+
+    def teacher_batch(self, alignments: list[Alignment]) -> tuple[Tensor, Tensor]:
+        """(teacher ids, attention mask), right-padded."""
+        length = max(len(a.teacher_ids) for a in alignments)
+        ids = torch.full((len(alignments), length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(alignments), length), dtype=torch.long)
+        for b, a in enumerate(alignments):
+            ids[b, :len(a.teacher_ids)] = torch.tensor(a.teacher_ids, dtype=torch.long)
+            mask[b, :len(a.teacher_ids)] = 1
+        return ids, mask
+
+    def structure(self, batch: dict[str, Tensor], mask: Tensor) -> AlignedSignal:
+        """The alignment of a batch without running the teacher (its hidden states left empty)."""
+        return self._signal(batch, mask, run_teacher=False)
+
+    def signal(self, batch: dict[str, Tensor], mask: Tensor) -> AlignedSignal:
+        return self._signal(batch, mask, run_teacher=True)
+
+    def _signal(self, batch: dict[str, Tensor], mask: Tensor, run_teacher: bool) -> AlignedSignal:
+        alignments, positions = self.alignments(batch)
+        teacher_ids, teacher_mask = self.teacher_batch(alignments)
+        hidden = self.body(teacher_ids, teacher_mask) if run_teacher else torch.empty(0)
+        return AlignedSignal(int(mask.sum()), batch["input_ids"], student_rows(mask, batch["input_ids"].shape[1]),
+                             hidden, self.body.model.head_weight, teacher_ids, teacher_mask.bool(),
+                             span_table(alignments, positions), self.teacher_vocab, self.vocab_map)
+
+
+def student_rows(mask: Tensor, length: int) -> Tensor:
+    """(B, T): the index among the valid rows (mask (B, T-1), row-major) of the position at each token, or -1."""
+    rows = torch.full((mask.shape[0], length), -1, dtype=torch.long)
+    flat = mask.reshape(-1)
+    index = torch.cumsum(flat.long(), 0) - 1
+    rows[:, :-1] = torch.where(flat, index, torch.full_like(index, -1)).reshape(mask.shape)
+    return rows
+
+
+def span_table(alignments: list[Alignment], positions: list[list[int]]) -> Tensor:
+    """(S, 7) long: example, student first/last batch position, teacher first/last position, bytes, characters."""
+    table = [(b, pos[a], pos[s], c, d, n, m) for b, (al, pos) in enumerate(zip(alignments, positions))
+             for (a, s, c, d), n, m in zip(al.spans, al.span_bytes, al.span_chars)]
+    return torch.tensor(table, dtype=torch.long).reshape(-1, 7)

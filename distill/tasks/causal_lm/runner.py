@@ -19,14 +19,17 @@ from torch import nn
 from distill.data.store import StoreReader
 from distill.data.token_stream import TokenBatches
 from distill.eval.hacking import detect_hacking
-from distill.eval.lm import evaluate_lm
+from distill.eval.lm import evaluate_aligned, evaluate_lm
 from distill.errors import ConfigError
-from distill.methods.base import build_method
+from distill.data.align import Aligner
+from distill.losses.aligned import VocabularyMap
+from distill.methods.base import METHODS, build_method
 from distill.methods.context import LMContext
 from distill.models import FrozenTeacher
-from distill.models.hf import (LMBody, check_same_tokenizer, config_from_dict, load_causal_lm, load_tokenizer,
-                               student_from_config, tokenizer_hash, vocab_limit)
-from distill.models.teacher_sources import LiveTokenTeacher, StoredTokenTeacher
+from distill.models.hf import (LMBody, check_same_tokenizer, config_from_dict, load_causal_lm, load_config,
+                               load_tokenizer, student_from_config, tokenizer_hash, vocab_limit)
+from distill.models.teacher_sources import AlignedTokenTeacher, LiveTokenTeacher, StoredTokenTeacher
+from distill.models.vocab_map import build_projection, matched_ids
 from distill.tasks.causal_lm.data import (PROMPT_FORMATS, check_held_out, dataset_fingerprint, held_out_tokens,
                                           load_lm_data, load_prompt_records)
 from distill.tasks.causal_lm.schema import CausalLMRecipe
@@ -56,22 +59,45 @@ def with_pad_token(tokenizer: Any) -> Any:
     return tokenizer
 
 
-def load_models(cfg: CausalLMRecipe) -> tuple[nn.Module | None, nn.Module, Any]:
-    """(teacher or None, student, tokenizer); the student gets the run seed's init."""
+def method_class(cfg: CausalLMRecipe) -> type:
+    return METHODS.get(cfg.method.name, field="method.name").obj
+
+
+def load_tokenizers(cfg: CausalLMRecipe) -> tuple[Any, Any]:
+    """(student tokenizer, teacher tokenizer or None); different vocabularies need a cross-tokenizer method."""
+    source = cfg.student.tokenizer or cfg.student.path or cfg.student.architecture or (cfg.teacher.path if cfg.teacher else None)
+    tokenizer = with_pad_token(load_tokenizer(source))
+    teacher_tokenizer = with_pad_token(load_tokenizer(cfg.teacher.path)) if cfg.teacher else None
+    if teacher_tokenizer is not None and not method_class(cfg).cross_tokenizer:
+        check_same_tokenizer(teacher_tokenizer, tokenizer)
+    return tokenizer, teacher_tokenizer
+
+
+def load_models(cfg: CausalLMRecipe) -> tuple[nn.Module | None, nn.Module, Any, Any]:
+    """(teacher or None, student, tokenizer, teacher tokenizer or None); the student gets the run seed's init."""
     teacher = load_causal_lm(cfg.teacher.path, cfg.teacher.dtype) if cfg.teacher else None
-    tokenizer = load_tokenizer(cfg.student.tokenizer or (cfg.teacher.path if cfg.teacher else cfg.student.path))
-    if cfg.teacher is not None and cfg.student.tokenizer:
-        check_same_tokenizer(load_tokenizer(cfg.teacher.path), tokenizer)
+    tokenizer, teacher_tokenizer = load_tokenizers(cfg)
     torch.manual_seed(cfg.seed)
     if cfg.student.path:
         student = load_causal_lm(cfg.student.path, cfg.student.dtype)
     else:
-        student = student_from_config(teacher.config, cfg.student.config, cfg.student.dtype)
-    return teacher, student, with_pad_token(tokenizer)
+        base = load_config(cfg.student.architecture) if cfg.student.architecture else teacher.config
+        student = student_from_config(base, cfg.student.config, cfg.student.dtype)
+    return teacher, student, tokenizer, teacher_tokenizer
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def vocabulary_map(tokenizer: Any, teacher_tokenizer: Any, needs: set[str]) -> VocabularyMap:
+    """The parts of the tokenizer pair's shared vocabulary a cross-tokenizer method reads."""
+    matched = matched_ids(tokenizer, teacher_tokenizer) if "matched" in needs else (torch.zeros(0, dtype=torch.long),) * 2
+    if "matched" in needs and not len(matched[1]):
+        raise ConfigError("the two vocabularies share no token string: the hybrid loss has nothing to match "
+                          "(set method.hybrid: false)")
+    projection = build_projection(tokenizer, teacher_tokenizer) if "projection" in needs else None
+    return VocabularyMap(matched[0], matched[1], projection)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -82,10 +108,15 @@ class LMRun:
     def __init__(self, cfg: CausalLMRecipe, folder: Run, rank: int, world: int):
         self.cfg, self.folder, self.rank, self.world = cfg, folder, rank, world
         self.reader: StoreReader | None = None
+        self.teacher_tokenizer = None
+        self.cross = method_class(cfg).cross_tokenizer
         teacher = self._open_store() if cfg.store is not None else self._load_live()
-        self.vocab, notice = vocab_limit(self.tokenizer, *([teacher] if teacher is not None else []), self.student)
+        same_vocab = [teacher] if teacher is not None and not self.cross else []
+        self.vocab, notice = vocab_limit(self.tokenizer, *same_vocab, self.student)
         if notice and rank == 0:
             print(notice)
+        if self.cross and teacher is not None:
+            self.teacher_vocab, _ = vocab_limit(self.teacher_tokenizer, teacher)
         self.teacher_body = FrozenTeacher(LMBody(teacher)) if teacher is not None else None
         self.teacher = self._teacher_source()
         self.body = LMBody(self.student)
@@ -94,7 +125,7 @@ class LMRun:
         self.monitor = Monitor(cfg, self) if cfg.monitor is not None else None
 
     def _load_live(self) -> nn.Module | None:
-        teacher, self.student, self.tokenizer = load_models(self.cfg)
+        teacher, self.student, self.tokenizer, self.teacher_tokenizer = load_models(self.cfg)
         self.train_data, self.eval_data = load_lm_data(self.cfg, self.tokenizer)
         check_held_out(held_out_tokens(self.eval_data), self.cfg, "data")
         return teacher
@@ -116,11 +147,18 @@ class LMRun:
         self.train_data, self.eval_data = self.reader.examples("train"), self.reader.examples("eval")
         return None
 
-    def _teacher_source(self) -> LiveTokenTeacher | StoredTokenTeacher | None:
+    def _teacher_source(self) -> Any:
         if self.reader is not None:
             m = self.reader.manifest
             return StoredTokenTeacher(m["temperature"], self.cfg.store.tail, m["k"])
-        return LiveTokenTeacher(self.teacher_body) if self.teacher_body is not None else None
+        if self.teacher_body is None:
+            return None
+        if not self.cross:
+            return LiveTokenTeacher(self.teacher_body)
+        needs = method_class(self.cfg).vocabulary_needs(self.cfg.method)
+        return AlignedTokenTeacher(self.teacher_body, Aligner(self.tokenizer, self.teacher_tokenizer), self.teacher_vocab,
+                                   self.teacher_tokenizer.pad_token_id,
+                                   vocabulary_map(self.tokenizer, self.teacher_tokenizer, needs))
 
     def batches(self) -> TokenBatches:
         common = {"batch_size": self.cfg.train.batch_size, "seed": self.cfg.seed, "rank": self.rank, "world_size": self.world}
@@ -138,8 +176,13 @@ class LMRun:
         return stream.all_batches()
 
     def evaluate(self, with_teacher: bool = True) -> dict[str, float]:
-        metrics = evaluate_lm(self.body, self.teacher if with_teacher else None, self.eval_batches(),
-                              vocab_size=self.vocab, chunk_size=self.cfg.eval.chunk_size)
+        if self.cross:  # another vocabulary: bits per byte on the same text, no token-level KL
+            metrics = evaluate_aligned(self.body, self.teacher, self.eval_batches(), vocab_size=self.vocab,
+                                       chunk_size=self.cfg.eval.chunk_size)
+            metrics = {k: v for k, v in metrics.items() if not k.startswith("teacher_")}
+        else:
+            metrics = evaluate_lm(self.body, self.teacher if with_teacher else None, self.eval_batches(),
+                                  vocab_size=self.vocab, chunk_size=self.cfg.eval.chunk_size)
         if self.monitor is not None:
             metrics.update(self.monitor.measure())
         return metrics
@@ -149,8 +192,14 @@ class LMRun:
             m = self.reader.manifest
             return {"perplexity": m["teacher_eval_perplexity"], "nll": m["teacher_eval_nll"],
                     "params": m.get("teacher_params", 0), "source": "store"}
-        metrics = evaluate_lm(self.teacher_body.model, None, self.eval_batches(), vocab_size=self.vocab,
-                              chunk_size=self.cfg.eval.chunk_size)
+        if self.cross:  # the teacher's figures on the aligned text (the student only provides the alignment)
+            both = evaluate_aligned(self.body, self.teacher, self.eval_batches(), vocab_size=self.vocab,
+                                    chunk_size=self.cfg.eval.chunk_size)
+            metrics = {"bits_per_byte": both["teacher_bits_per_byte"], "char_perplexity": both["teacher_char_perplexity"],
+                       "bytes": both["bytes"], "spans": both["spans"]}
+        else:
+            metrics = evaluate_lm(self.teacher_body.model, None, self.eval_batches(), vocab_size=self.vocab,
+                                  chunk_size=self.cfg.eval.chunk_size)
         return {**metrics, "params": count_parameters(self.teacher_body)}
 
     def train(self, folder: Path) -> dict[str, Any]:

@@ -21,10 +21,13 @@ class TeacherLMSpec:
 @dataclass(kw_only=True)
 class StudentLMSpec:
     path: Optional[str] = option(None, help="start from this pretrained model (default: a scaled-down copy of the teacher)")
-    config: dict[str, Any] = option(default_factory=dict, help="fields replaced in the teacher's config for a new "
+    architecture: Optional[str] = option(None, help="a model folder whose config (and tokenizer) define a new, randomly "
+                                         "initialised student (default: the teacher's config)")
+    config: dict[str, Any] = option(default_factory=dict, help="fields replaced in the base config for a new "
                                     "student, e.g. {hidden_size: 256, num_hidden_layers: 4}")
     dtype: DType = option("float32")
-    tokenizer: Optional[str] = option(None, help="the student's tokenizer (default: the teacher's); must be the same vocabulary")
+    tokenizer: Optional[str] = option(None, help="the student's tokenizer (default: the student's folder, else the "
+                                      "teacher's); another vocabulary than the teacher's needs a cross-tokenizer method")
 
 
 @dataclass(kw_only=True)
