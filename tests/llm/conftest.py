@@ -92,3 +92,26 @@ def crash_then_resume(task, cfg, monkeypatch, crash_at_step: int) -> None:
         task.run(cfg, overwrite=True)
     monkeypatch.setattr(core.Trainer, "_step", original)
     task.run(cfg, resume=True)
+
+
+@pytest.fixture(scope="session")
+def xtok_assets(llm_assets, tmp_path_factory):
+    """A teacher with a SentencePiece-style tokenizer (byte fallback, like Gemma's) and a student
+    architecture folder with the byte-level BPE of `llm_assets` (like SmolLM2's)."""
+    from tests.llm.xtok import sentencepiece_like
+    root = tmp_path_factory.mktemp("xtok")
+    teacher_tok = sentencepiece_like(root / "teacher")
+    teacher = tiny_llama(len(teacher_tok), hidden=32, seed=5)
+    teacher.config.bos_token_id, teacher.config.eos_token_id = teacher_tok.bos_token_id, teacher_tok.eos_token_id
+    teacher.save_pretrained(root / "teacher")
+    student = tiny_llama(len(llm_assets["tokenizer"]), hidden=16, layers=1, seed=6)
+    student.save_pretrained(root / "student")
+    llm_assets["tokenizer"].save_pretrained(root / "student")
+    return {**llm_assets, "xteacher": str(root / "teacher"), "xstudent": str(root / "student"), "teacher_tokenizer": teacher_tok}
+
+
+def xtok_recipe(assets, out, method, **changes):
+    recipe = lm_recipe(assets, out, method=method, **changes)
+    recipe["teacher"] = {"path": assets["xteacher"]}
+    recipe["student"] = {"architecture": assets["xstudent"], "config": dict(STUDENT)}
+    return recipe

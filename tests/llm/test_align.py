@@ -71,8 +71,9 @@ def test_a_block_cut_inside_a_character_is_trimmed(tokenizers):
     aligner = Aligner(s, tokenizers["sentencepiece"])
     for start in range(1, 4):
         alignment = aligner(ids[start:])  # the first bytes are a partial character
-        assert alignment.spans
-        for student, teacher in span_texts(aligner, ids[start:], alignment):
+        assert alignment.spans and alignment.spans[0][0] == 0
+        # the cut bytes join the first span, which no loss uses (nothing predicts the student's token 0)
+        for student, teacher in span_texts(aligner, ids[start:], alignment)[1:]:
             assert student == teacher
             student.decode("utf-8")  # whole characters only
 
