@@ -88,3 +88,29 @@ def method_summary(figures: dict[str, Any]) -> list[tuple[str, list[tuple[float,
             secs += [r["train_seconds"] for r in runs]
         rows.append((method, cells, mean_std(secs)[0]))
     return rows
+
+
+def train_subprocess(out_dir: Path, name: str, recipe: dict[str, Any]) -> dict[str, Any]:
+    """`distill train` of `recipe` in its own process (so its peak RSS is the run's own); reuses a finished run.
+
+    Returns the run's summary with "peak_rss_bytes" added.
+    """
+    import yaml
+    folder = Path(out_dir) / name
+    summary = folder / "summary.json"
+    if not summary.is_file():
+        path = Path(out_dir) / "recipes" / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump({**recipe, "name": name, "output_dir": str(out_dir), "progress": False}))
+        wrapper = ("import sys\nfrom distill.cli import main\ncode = main(sys.argv[1:])\n"
+                   "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+                   "print('PEAK_KB', peak)\nsys.exit(code)")
+        out = subprocess.run([sys.executable, "-c", wrapper, "train", str(path), "--overwrite"], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"{name} failed: {out.stderr[-2000:]}")
+        peak = int(out.stdout.split("PEAK_KB")[-1].split()[0]) * 1024
+        (folder / "peak_rss.json").write_text(json.dumps({"peak_rss_bytes": peak}))
+    result = json.loads(summary.read_text())
+    result["peak_rss_bytes"] = json.loads((folder / "peak_rss.json").read_text())["peak_rss_bytes"]
+    return result

@@ -18,13 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import common
-import yaml
 
 ORACLE = str(Path("~/.cache/distill-assets/smollm2-135m-instruct").expanduser())
 OUT = common.ROOT / "runs/bench-on-policy"
@@ -69,24 +65,7 @@ def prompts(n_train: int, n_student: int, n_eval: int) -> tuple[list, list, list
 
 def run_training(name: str, recipe: dict) -> dict:
     """`distill train` in its own process (its peak RSS is the run's); returns the summary + peak."""
-    folder = OUT / name
-    summary = folder / "summary.json"
-    if not summary.is_file():
-        path = OUT / "recipes" / f"{name}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump({**recipe, "name": name, "output_dir": str(OUT), "progress": False}))
-        wrapper = ("import sys\nfrom distill.cli import main\ncode = main(sys.argv[1:])\n"
-                   "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-                   "print('PEAK_KB', peak)\nsys.exit(code)")
-        out = subprocess.run([sys.executable, "-c", wrapper, "train", str(path), "--overwrite"], cwd=common.ROOT,
-                             env={**os.environ, "PYTHONPATH": str(common.ROOT)}, capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeError(f"{name} failed: {out.stderr[-2000:]}")
-        peak = int(out.stdout.split("PEAK_KB")[-1].split()[0]) * 1024
-        (folder / "peak_rss.json").write_text(json.dumps({"peak_rss_bytes": peak}))
-    result = json.loads(summary.read_text())
-    result["peak_rss_bytes"] = json.loads((folder / "peak_rss.json").read_text())["peak_rss_bytes"]
-    return result
+    return common.train_subprocess(OUT, name, recipe)
 
 
 def data(path: Path, eval_path: Path, **extra) -> dict:

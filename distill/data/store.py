@@ -11,6 +11,11 @@ Layout of a store folder:
                        topk_ids (int32, positions x k), topk_logp (float16, positions x k),
                        tail_logp (float16, positions), position_offsets (int64, n+1)
                        - one row per valid next-token position (labels[1:] != -100), in order
+                       aligned stores (a teacher of another tokenizer) also hold teacher_ids (int32),
+                       spans (int32, S x 6: student first/last token, teacher first/last token, bytes,
+                       characters) with teacher_offsets / span_offsets (n+1), and the rows are the
+                       teacher's own positions (Lt - 1 per example), each with token_logp (float32),
+                       the log-prob of the teacher's actual next token
       classification:  logits (float32, n x C), index (int64, n): dataset indices
 
 Writing is resumable: a shard is written to a temporary file, fsynced, renamed, and only then
@@ -174,6 +179,18 @@ class StoredExamples:
             labels = input_ids.masked_fill(data["loss_mask"][a:b] == 0, -100)
         else:  # format 1 stored the labels themselves
             labels = data["labels"][a:b].long()
-        return {"input_ids": input_ids.tolist(), "labels": labels.tolist(),
-                "teacher_topk_ids": data["topk_ids"][p:q], "teacher_topk_logp": data["topk_logp"][p:q],
+        example = {"input_ids": input_ids.tolist(), "labels": labels.tolist()}
+        if "teacher_ids" in data:  # a teacher of another tokenizer: its tokens, the alignment, its rows
+            return {**example, "aligned": aligned_example(data, j)}
+        return {**example, "teacher_topk_ids": data["topk_ids"][p:q], "teacher_topk_logp": data["topk_logp"][p:q],
                 "teacher_tail_logp": data["tail_logp"][p:q]}
+
+
+def aligned_example(data: dict[str, torch.Tensor], j: int) -> dict[str, torch.Tensor]:
+    """Example j of an aligned shard: teacher ids, spans (S, 6), and the teacher's rows (top-k, tail, token log-prob)."""
+    t0, t1 = int(data["teacher_offsets"][j]), int(data["teacher_offsets"][j + 1])
+    s0, s1 = int(data["span_offsets"][j]), int(data["span_offsets"][j + 1])
+    r0, r1 = int(data["position_offsets"][j]), int(data["position_offsets"][j + 1])
+    return {"teacher_ids": data["teacher_ids"][t0:t1].long(), "spans": data["spans"][s0:s1].long(),
+            "topk_ids": data["topk_ids"][r0:r1], "topk_logp": data["topk_logp"][r0:r1], "tail_logp": data["tail_logp"][r0:r1],
+            "token_logp": data["token_logp"][r0:r1]}

@@ -34,6 +34,8 @@ def collate(examples: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Tensor
     for key in SPARSE_KEYS:  # stored teacher targets: one row per valid position, example after example
         if key in examples[0]:
             batch[key] = torch.cat([e[key] for e in examples])
+    if "aligned" in examples[0]:  # an aligned store's per-example teacher data (variable lengths: a list)
+        batch["aligned"] = [e["aligned"] for e in examples]
     return batch
 
 

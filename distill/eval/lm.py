@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from distill.data.token_stream import next_token_targets
 from distill.errors import DataError
 from distill.losses.aligned import span_rows
-from distill.losses.fused import chunk_bounds, default_chunk_size, fused_linear_divergence, token_logprobs
+from distill.losses.fused import (WIDE_LOGIT_BUDGET_BYTES, chunk_bounds, default_chunk_size, fused_linear_divergence,
+                                  token_logprobs)
 
 
 @torch.no_grad()
@@ -99,8 +100,8 @@ def _span_logp(student: Tensor, head: Tensor, signal: Any, rows: Any, vocab: int
     """(S,) span log-likelihoods of the student and the teacher (teacher logits one chunk at a time)."""
     s_tok = token_logprobs(student[rows.student_rows], head, rows.student_tokens, vocab, chunk_size)
     t_tok = torch.empty(len(rows.teacher_rows), dtype=torch.float32)
-    for start, end in chunk_bounds(len(rows.teacher_rows), chunk_size or default_chunk_size(signal.teacher_vocab)):
-        logp = torch.log_softmax(signal.teacher_logits(rows.teacher_rows[start:end]).float(), dim=-1)
-        t_tok[start:end] = logp.gather(1, rows.teacher_tokens[start:end, None]).squeeze(1)
+    size = chunk_size or default_chunk_size(signal.teacher_vocab, WIDE_LOGIT_BUDGET_BYTES)
+    for start, end in chunk_bounds(len(rows.teacher_rows), size):
+        t_tok[start:end] = signal.teacher_token_logp(rows.teacher_rows[start:end], rows.teacher_tokens[start:end])
     zeros = torch.zeros(rows.n_spans, dtype=torch.float32)
     return zeros.index_add(0, rows.student_span, s_tok), zeros.clone().index_add(0, rows.teacher_span, t_tok)

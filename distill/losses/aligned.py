@@ -1,9 +1,10 @@
 """The teacher signal of a teacher with another tokenizer: spans of the same text, rows to compare.
 
 An `AlignedSignal` is what a cross-tokenizer teacher source (`distill.models.teacher_sources.
-AlignedTokenTeacher`) hands a method for one batch: the teacher's final hidden states over its own
-tokenization of the batch's text, the span alignment (`distill.data.align`), and the maps from
-student token positions to the student's valid loss rows. Nothing N x V or Q x Vt is stored: the
+AlignedTokenTeacher`, or a store's `StoredAlignedTeacher`) hands a method for one batch: the
+teacher's rows over its own tokenization of the batch's text (live hidden states, or stored top-k
+log-probs), the span alignment (`distill.data.align`), and the maps from student token positions
+to the student's valid loss rows. Nothing N x V or Q x Vt is stored: the
 losses compute logits for one chunk of whole spans at a time (`span_chunks`, `fused_rows`).
 
 `span_rows(signal, mode)` lists, span by span, the rows a span-level loss reads:
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor
 
 from distill.losses.signal import TeacherChunk, TeacherSignal
+from distill.losses.sparse import sparse_to_dense
 
 MODES = ("bayesian", "observed")
 
@@ -46,6 +48,51 @@ class VocabularyMap:
 
 
 @dataclass
+class HiddenTeacherRows:
+    """A live teacher's rows: final hidden states (B, Lt, Ht) and head (Vt, Ht); logits on demand."""
+
+    hidden: Tensor
+    head: Tensor
+    vocab: int
+
+    def logits(self, positions: Tensor) -> Tensor:
+        """(n, Vt) logits at flattened (b * Lt + position) indices, without gradient."""
+        with torch.no_grad():
+            return self.hidden.reshape(-1, self.hidden.shape[-1])[positions] @ self.head[:self.vocab].t()
+
+    def token_logp(self, positions: Tensor, tokens: Tensor) -> Tensor:
+        """(n,) log p(token) at those positions."""
+        return torch.log_softmax(self.logits(positions).float(), dim=-1).gather(1, tokens[:, None]).squeeze(1)
+
+
+@dataclass
+class StoredTeacherRows:
+    """A teacher-signal store's rows: top-k log-probs (R, k) at ids (R, k), log tail mass (R,), and the
+    exact log-prob of the actual next token (R,); `row_of` maps flattened (b * Lt + position) to R."""
+
+    ids: Tensor
+    logp: Tensor
+    tail: Tensor
+    token: Tensor
+    row_of: Tensor
+    vocab: int
+
+    def _rows(self, positions: Tensor) -> Tensor:
+        rows = self.row_of[positions]
+        if bool((rows < 0).any()):
+            raise ValueError("a stored teacher row the loss needs is not in the store")
+        return rows
+
+    def logits(self, positions: Tensor) -> Tensor:
+        """(n, Vt) log-probabilities: the stored top-k, the tail spread evenly over the other ids."""
+        r = self._rows(positions)
+        return sparse_to_dense(self.ids[r], self.logp[r], self.tail[r], self.vocab).float()
+
+    def token_logp(self, positions: Tensor, tokens: Tensor) -> Tensor:
+        return self.token[self._rows(positions)].float()
+
+
+@dataclass
 class AlignedSignal(TeacherSignal):
     """The teacher at a batch, aligned to the student's valid rows through spans of shared text.
 
@@ -54,7 +101,7 @@ class AlignedSignal(TeacherSignal):
         student_ids: (B, T) the student batch's input ids.
         student_row: (B, T) index into the N valid rows of the position *at* token p (it predicts
             token p + 1), or -1 where that position takes no loss.
-        teacher_hidden: (B, Lt, Ht) teacher final hidden states (no gradient); teacher_head (Vt, Ht).
+        teacher: the teacher's rows (`HiddenTeacherRows` live, `StoredTeacherRows` from a store).
         teacher_ids: (B, Lt) teacher input ids; teacher_valid (B, Lt) real (non-padding) tokens.
         spans: (S, 7) long: example, s_first, s_last (student batch positions), t_first, t_last
             (indices into teacher_ids), bytes, characters; token ranges inclusive.
@@ -65,8 +112,7 @@ class AlignedSignal(TeacherSignal):
     n_rows: int
     student_ids: Tensor
     student_row: Tensor
-    teacher_hidden: Tensor
-    teacher_head: Tensor
+    teacher: Any
     teacher_ids: Tensor
     teacher_valid: Tensor
     spans: Tensor
@@ -85,10 +131,12 @@ class AlignedSignal(TeacherSignal):
         raise ValueError("an aligned teacher signal is read span by span (span_rows), not by row selection")
 
     def teacher_logits(self, flat_positions: Tensor) -> Tensor:
-        """(n, Vt) teacher logits at flattened (b * Lt + position) indices, without gradient."""
-        with torch.no_grad():
-            hidden = self.teacher_hidden.reshape(-1, self.teacher_hidden.shape[-1])[flat_positions]
-            return hidden @ self.teacher_head[:self.teacher_vocab].t()
+        """(n, Vt) teacher logits (or log-probs) at flattened (b * Lt + position) indices, without gradient."""
+        return self.teacher.logits(flat_positions)
+
+    def teacher_token_logp(self, flat_positions: Tensor, tokens: Tensor) -> Tensor:
+        """(n,) the teacher's log-prob of `tokens` at those positions (exact also from a store)."""
+        return self.teacher.token_logp(flat_positions, tokens)
 
 
 @dataclass
@@ -177,23 +225,32 @@ def span_chunks(rows: SpanRows, max_rows: int) -> list[tuple[int, int, int, int,
 def positional_rows(signal: AlignedSignal) -> SpanRows:
     """The original ULD's alignment: the i-th prediction of each side, truncated to the shorter side.
 
-    Per example, the student rows predicting its tokens 1, 2, ... and the teacher rows predicting its
-    text tokens 1, 2, ... (after its BOS; token 0 is skipped on both sides, the student cannot
-    predict it) pair up by position; each pair is a one-row "span".
+    Per example, the student rows predicting its loss tokens (in order) pair up by position with the
+    teacher rows predicting its tokens from the one that starts the span of the student's first loss
+    token (with plain text: both sides' token 1, nothing predicts token 0; after a prompt: both
+    sides' first completion token). Each pair is a one-row "span".
     """
     s_row, t_valid = signal.student_row.tolist(), signal.teacher_valid.tolist()
     lt = signal.teacher_ids.shape[1]
-    first_text = {int(row[0]): int(row[3]) for row in reversed(signal.spans.tolist())}  # teacher BOS offset
-    pairs_s, pairs_t, tok_s, tok_t, example = [], [], [], [], []
     s_ids, t_ids = signal.student_ids.tolist(), signal.teacher_ids.tolist()
+    spans_of: dict[int, list] = {}
+    for row in signal.spans.tolist():
+        spans_of.setdefault(int(row[0]), []).append(row)
+    cols: dict[str, list] = {k: [] for k in ("s", "st", "t", "tt", "ex")}
     for b in range(len(s_row)):
-        student = [(r, s_ids[b][p + 1]) for p, r in enumerate(s_row[b][:-1]) if r >= 0]
-        start = first_text.get(b, 1) + 1
-        teacher = [(b * lt + p - 1, t_ids[b][p]) for p in range(start, lt) if t_valid[b][p]]
-        for (r, s_tok), (q, t_tok) in zip(student, teacher):
-            pairs_s.append(r), tok_s.append(s_tok), pairs_t.append(q), tok_t.append(t_tok), example.append(b)
-    n = len(pairs_s)
+        student = [(r, s_ids[b][p + 1], p + 1) for p, r in enumerate(s_row[b][:-1]) if r >= 0]
+        if not student:
+            continue
+        first = student[0][2]
+        span = next((sp for sp in spans_of.get(b, []) if sp[1] <= first <= sp[2]), None)
+        if span is None:
+            continue
+        teacher = [(b * lt + p - 1, t_ids[b][p]) for p in range(max(span[3], 1), lt) if t_valid[b][p]]
+        for (r, s_tok, _), (q, t_tok) in zip(student, teacher):
+            cols["s"].append(r), cols["st"].append(s_tok), cols["t"].append(q), cols["tt"].append(t_tok)
+            cols["ex"].append(b)
+    n = len(cols["s"])
     arange, ones = torch.arange(n), torch.ones(n, dtype=torch.bool)
-    long = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
-    return SpanRows(long(pairs_s), long(tok_s), arange, ones, long(pairs_t), long(tok_t), arange.clone(), ones.clone(),
-                    torch.zeros(n, dtype=torch.long), long(example))
+    long = lambda key: torch.tensor(cols[key], dtype=torch.long)  # noqa: E731
+    return SpanRows(long("s"), long("st"), arange, ones, long("t"), long("tt"), arange.clone(), ones.clone(),
+                    torch.zeros(n, dtype=torch.long), long("ex"), torch.zeros(n, dtype=torch.long))

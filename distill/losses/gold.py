@@ -48,11 +48,12 @@ def gold_hybrid(student_rows: Tensor, teacher_rows: Tensor, matched_student: Ten
     """(G,) w_m * JSD(matched columns) + w_u * sorted-L1(unmatched columns) per span (module docstring)."""
     w_m, w_u = hybrid_weights(len(matched_teacher), teacher_rows.shape[-1], matched_weight, unmatched_weight)
     matched = jsd_on_probs(student_rows[:, matched_student], teacher_rows[:, matched_teacher], beta)
-    keep_s = torch.ones(student_rows.shape[-1], dtype=torch.bool, device=student_rows.device)
-    keep_t = torch.ones(teacher_rows.shape[-1], dtype=torch.bool, device=teacher_rows.device)
-    keep_s[matched_student], keep_t[matched_teacher] = False, False
-    if bool(keep_s.any()) and bool(keep_t.any()):
-        unmatched = sorted_l1(student_rows[:, keep_s], teacher_rows[:, keep_t])
-    else:
-        unmatched = torch.zeros_like(matched)
+    if len(matched_student) >= student_rows.shape[-1] or len(matched_teacher) >= teacher_rows.shape[-1]:
+        return w_m * matched + w_u * torch.zeros_like(matched)
+    # the student's unmatched columns taken out, the teacher's zeroed in place of a 262k-wide gather: after
+    # sorting, the zeros sit where the zero padding of the narrower side would, so the sorted L1 is that of
+    # the unmatched columns alone (and the teacher's partial sort only needs the student's narrower width)
+    keep = torch.ones(student_rows.shape[-1], dtype=torch.bool, device=student_rows.device)
+    keep[matched_student] = False
+    unmatched = sorted_l1(student_rows[:, keep], teacher_rows.index_fill(1, matched_teacher, 0.0))
     return w_m * matched + w_u * unmatched

@@ -10,7 +10,7 @@ from torch import Tensor
 from distill.config import option
 from distill.losses.alm import alm
 from distill.methods.base import METHODS
-from distill.methods.cross_tokenizer import CrossTokenizerConfig, CrossTokenizerMethod, SpanChunk
+from distill.methods.cross_tokenizer import CrossTokenizerConfig, CrossTokenizerMethod, SpanChunk, TeacherView
 
 
 @dataclass(kw_only=True)
@@ -38,8 +38,8 @@ class ALM(CrossTokenizerMethod):
     (append_space, merge_by_space_prob) and its hidden-state term (alm_latents).
     """
 
-    def span_loss(self, student_logits: Tensor, teacher_logits: Tensor, chunk: SpanChunk) -> Tensor:
+    def span_loss(self, student_logits: Tensor, teacher: TeacherView, chunk: SpanChunk) -> Tensor:
         student = span_logp(student_logits, chunk.student_tokens, chunk.student_span, chunk.n_spans)
-        with torch.no_grad():
-            teacher = span_logp(teacher_logits, chunk.teacher_tokens, chunk.teacher_span, chunk.n_spans)
-        return alm(student, teacher, temperature=self.cfg.temperature, difference=self.cfg.difference)
+        token_logp = teacher.token_logp()
+        teacher_span = torch.zeros(chunk.n_spans, dtype=token_logp.dtype).index_add(0, chunk.teacher_span, token_logp)
+        return alm(student, teacher_span, temperature=self.cfg.temperature, difference=self.cfg.difference)

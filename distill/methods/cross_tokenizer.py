@@ -22,7 +22,8 @@ from torch import Tensor
 from distill.config import option
 from distill.data.token_stream import next_token_targets
 from distill.losses.aligned import AlignedSignal, SpanRows, VocabularyMap, positional_rows, span_chunks, span_rows
-from distill.losses.fused import autograd_objective, default_chunk_size, fused_linear_divergence, fused_rows
+from distill.losses.fused import (WIDE_LOGIT_BUDGET_BYTES, autograd_objective, default_chunk_size, fused_linear_divergence,
+                                  fused_rows)
 from distill.methods.base import MethodConfig
 from distill.methods.lm_base import LMMethod
 
@@ -53,6 +54,30 @@ class SpanChunk:
     vocab_map: VocabularyMap | None  # what the two vocabularies share (built by the task, see vocabulary_needs)
 
 
+class TeacherView:
+    """The teacher's side of one chunk: its logits (computed once, when first asked for) and the
+    log-probs of its actual tokens (exact also when the teacher comes from a store)."""
+
+    def __init__(self, signal: AlignedSignal, positions: Tensor, tokens: Tensor, dtype: torch.dtype):
+        self.signal, self.positions, self.tokens, self.dtype = signal, positions, tokens, dtype
+        self._logits: Tensor | None = None
+
+    @property
+    def logits(self) -> Tensor:
+        if self._logits is None:
+            self._logits = self.signal.teacher_logits(self.positions).to(self.dtype)
+        return self._logits
+
+    def probs(self, temperature: float = 1.0) -> Tensor:
+        """softmax(logits / T), the cached logits released (one teacher-wide buffer less per chunk)."""
+        logits = self.logits
+        self._logits = None
+        return torch.softmax(logits if temperature == 1.0 else logits / temperature, dim=-1)
+
+    def token_logp(self) -> Tensor:
+        return self.signal.teacher_token_logp(self.positions, self.tokens).to(self.dtype)
+
+
 class CrossTokenizerMethod(LMMethod):
     """Base of methods whose teacher has another tokenizer (teacher source: an aligned teacher)."""
 
@@ -64,8 +89,8 @@ class CrossTokenizerMethod(LMMethod):
         """Parts of the tokenizer pair's `VocabularyMap` this method reads: "matched", "projection"."""
         return set()
 
-    def span_loss(self, student_logits: Tensor, teacher_logits: Tensor, chunk: SpanChunk) -> Tensor:
-        """(G,) the method's loss per span of the chunk."""
+    def span_loss(self, student_logits: Tensor, teacher: TeacherView, chunk: SpanChunk) -> Tensor:
+        """(G,) the method's loss per span of the chunk (`teacher.logits`, `teacher.token_logp` for its rows)."""
         raise NotImplementedError
 
     def rows(self, signal: AlignedSignal) -> SpanRows:
@@ -100,17 +125,17 @@ class CrossTokenizerMethod(LMMethod):
 
     def distill(self, student: Tensor, signal: AlignedSignal, rows: SpanRows, weights: Tensor) -> Tensor:
         """sum_spans w_span * span_loss, chunked over whole spans; differentiable in the student."""
-        size = self.cfg.chunk_size or default_chunk_size(max(self.vocab_size, signal.teacher_vocab))
+        size = self.cfg.chunk_size or default_chunk_size(max(self.vocab_size, signal.teacher_vocab), WIDE_LOGIT_BUDGET_BYTES)
         chunks = span_chunks(rows, size)
         by_start = {c[2]: c for c in chunks}
 
         def chunk_loss(logits: Tensor, start: int, end: int) -> Tensor:
             k0, k1, s0, s1, t0, t1 = by_start[start]
-            teacher_logits = signal.teacher_logits(rows.teacher_rows[t0:t1]).to(logits.dtype)
+            teacher = TeacherView(signal, rows.teacher_rows[t0:t1], rows.teacher_tokens[t0:t1], logits.dtype)
             chunk = SpanChunk(k1 - k0, rows.student_span[s0:s1] - k0, rows.student_base[s0:s1],
                               rows.student_tokens[s0:s1], rows.teacher_span[t0:t1] - k0, rows.teacher_base[t0:t1],
                               rows.teacher_tokens[t0:t1], weights[k0:k1].to(logits.dtype), signal.vocab_map)
-            return (self.span_loss(logits, teacher_logits, chunk) * chunk.weights).sum().reshape(1)
+            return (self.span_loss(logits, teacher, chunk) * chunk.weights).sum().reshape(1)
         loss, _ = fused_rows(student[rows.student_rows], self.head, autograd_objective(chunk_loss),
                              bounds=[(c[2], c[3]) for c in chunks], vocab_size=self.vocab_size)
         return loss

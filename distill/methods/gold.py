@@ -11,12 +11,15 @@ from distill.config import option
 from distill.losses.gold import gold_hybrid
 from distill.losses.uld import merge_span_rows, sorted_l1
 from distill.methods.base import METHODS
-from distill.methods.cross_tokenizer import CrossTokenizerConfig, CrossTokenizerMethod, SpanChunk
+from distill.methods.cross_tokenizer import CrossTokenizerConfig, CrossTokenizerMethod, SpanChunk, TeacherView
 
 
 @dataclass(kw_only=True)
 class GOLDConfig(CrossTokenizerConfig):
     name: str = "gold"
+    alignment: Literal["spans", "positional"] = option("spans", help="spans: byte-aligned spans (TRL's use_extended_uld, "
+                                                       "which TRL runs for byte-level BPE tokenizers only); positional: "
+                                                       "the i-th predictions of both sides (TRL's use_extended_uld: false)")
     merge: Literal["bayesian", "observed"] = option("bayesian", help="bayesian: chain-rule merging of a span's "
                                                     "tokens; observed: TRL's default reading of the rows (not a "
                                                     "chain rule), for like-for-like comparisons with TRL")
@@ -47,11 +50,11 @@ class GOLD(CrossTokenizerMethod):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.alignment = self.cfg.merge
+        self.alignment = self.cfg.merge if self.cfg.alignment == "spans" else "positional"
 
-    def span_loss(self, student_logits: Tensor, teacher_logits: Tensor, chunk: SpanChunk) -> Tensor:
+    def span_loss(self, student_logits: Tensor, teacher: TeacherView, chunk: SpanChunk) -> Tensor:
         p_s = torch.softmax(student_logits / self.cfg.student_temperature, dim=-1)
-        p_t = torch.softmax(teacher_logits / self.cfg.teacher_temperature, dim=-1)
+        p_t = teacher.probs(self.cfg.teacher_temperature)
         s = merge_span_rows(p_s, chunk.student_span, chunk.student_base, chunk.student_tokens, chunk.n_spans)
         t = merge_span_rows(p_t, chunk.teacher_span, chunk.teacher_base, chunk.teacher_tokens, chunk.n_spans)
         if not self.cfg.hybrid:

@@ -10,7 +10,7 @@ from torch import Tensor
 from distill.config import option
 from distill.losses.uld import merge_span_rows, sorted_l1
 from distill.methods.base import METHODS
-from distill.methods.cross_tokenizer import CrossTokenizerConfig, CrossTokenizerMethod, SpanChunk
+from distill.methods.cross_tokenizer import CrossTokenizerConfig, CrossTokenizerMethod, SpanChunk, TeacherView
 
 
 @dataclass(kw_only=True)
@@ -39,9 +39,9 @@ class ULD(CrossTokenizerMethod):
         super().__init__(*args, **kwargs)
         self.alignment = "positional" if self.cfg.alignment == "positional" else "bayesian"
 
-    def span_loss(self, student_logits: Tensor, teacher_logits: Tensor, chunk: SpanChunk) -> Tensor:
+    def span_loss(self, student_logits: Tensor, teacher: TeacherView, chunk: SpanChunk) -> Tensor:
         p_s = torch.softmax(student_logits / self.cfg.student_temperature, dim=-1)
-        p_t = torch.softmax(teacher_logits / self.cfg.teacher_temperature, dim=-1)
+        p_t = teacher.probs(self.cfg.teacher_temperature)
         s = merge_span_rows(p_s, chunk.student_span, chunk.student_base, chunk.student_tokens, chunk.n_spans)
         t = merge_span_rows(p_t, chunk.teacher_span, chunk.teacher_base, chunk.teacher_tokens, chunk.n_spans)
         return sorted_l1(s, t)

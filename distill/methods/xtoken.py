@@ -8,7 +8,7 @@ from torch import Tensor
 from distill.config import option
 from distill.losses.xtoken import p_kl
 from distill.methods.base import METHODS
-from distill.methods.cross_tokenizer import CrossTokenizerConfig, CrossTokenizerMethod, SpanChunk
+from distill.methods.cross_tokenizer import CrossTokenizerConfig, CrossTokenizerMethod, SpanChunk, TeacherView
 
 
 @dataclass(kw_only=True)
@@ -36,6 +36,6 @@ class XToken(CrossTokenizerMethod):
     def vocabulary_needs(cls, cfg: CrossTokenizerConfig) -> set[str]:
         return {"projection"}
 
-    def span_loss(self, student_logits: Tensor, teacher_logits: Tensor, chunk: SpanChunk) -> Tensor:
-        return p_kl(student_logits, chunk.student_span, teacher_logits, chunk.teacher_span, chunk.vocab_map.projection,
+    def span_loss(self, student_logits: Tensor, teacher: TeacherView, chunk: SpanChunk) -> Tensor:
+        return p_kl(student_logits, chunk.student_span, teacher.logits, chunk.teacher_span, chunk.vocab_map.projection,
                     chunk.n_spans, temperature=self.cfg.temperature)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.data.align import Aligner, Alignment
-from distill.losses.aligned import AlignedSignal, VocabularyMap
+from distill.losses.aligned import AlignedSignal, HiddenTeacherRows, StoredTeacherRows, VocabularyMap
 from distill.losses.signal import HiddenSignal, TeacherSignal, TopKSignal
 
 
@@ -119,9 +119,10 @@ class AlignedTokenTeacher:
         alignments, positions = self.alignments(batch)
         teacher_ids, teacher_mask = self.teacher_batch(alignments)
         hidden = self.body(teacher_ids, teacher_mask) if run_teacher else torch.empty(0)
+        rows = HiddenTeacherRows(hidden, self.body.model.head_weight, self.teacher_vocab)
         return AlignedSignal(int(mask.sum()), batch["input_ids"], student_rows(mask, batch["input_ids"].shape[1]),
-                             hidden, self.body.model.head_weight, teacher_ids, teacher_mask.bool(),
-                             span_table(alignments, positions), self.teacher_vocab, self.vocab_map)
+                             rows, teacher_ids, teacher_mask.bool(), span_table(alignments, positions),
+                             self.teacher_vocab, self.vocab_map)
 
 
 def student_rows(mask: Tensor, length: int) -> Tensor:
@@ -138,3 +139,38 @@ def span_table(alignments: list[Alignment], positions: list[list[int]]) -> Tenso
     table = [(b, pos[a], pos[s], c, d, n, m) for b, (al, pos) in enumerate(zip(alignments, positions))
              for (a, s, c, d), n, m in zip(al.spans, al.span_bytes, al.span_chars)]
     return torch.tensor(table, dtype=torch.long).reshape(-1, 7)
+
+
+@dataclass
+class StoredAlignedTeacher:
+    """An aligned teacher read from a teacher-signal store: the batch carries each example's teacher ids,
+    spans and stored teacher rows (`batch["aligned"]`); no teacher model is loaded."""
+
+    teacher_vocab: int
+    pad_id: int
+    vocab_map: VocabularyMap | None = None
+
+    def structure(self, batch: dict[str, Any], mask: Tensor) -> AlignedSignal:
+        return self.signal(batch, mask)
+
+    def signal(self, batch: dict[str, Any], mask: Tensor) -> AlignedSignal:
+        stored = batch["aligned"]
+        ids, attention = batch["input_ids"], batch.get("attention_mask")
+        lt = max(len(e["teacher_ids"]) for e in stored)
+        teacher_ids = torch.full((len(stored), lt), self.pad_id, dtype=torch.long)
+        valid = torch.zeros((len(stored), lt), dtype=torch.bool)
+        row_of = torch.full((len(stored) * lt,), -1, dtype=torch.long)
+        spans, offset = [], 0
+        for b, e in enumerate(stored):
+            n = len(e["teacher_ids"])
+            teacher_ids[b, :n], valid[b, :n] = e["teacher_ids"], True
+            row_of[b * lt: b * lt + n - 1] = torch.arange(offset, offset + n - 1)
+            offset += n - 1
+            pos = attention[b].nonzero().squeeze(1).tolist() if attention is not None else list(range(ids.shape[1]))
+            spans += [(b, pos[a], pos[s], c, d, nb, nc) for a, s, c, d, nb, nc in e["spans"].tolist()]
+        rows = StoredTeacherRows(torch.cat([e["topk_ids"] for e in stored]).long(), torch.cat([e["topk_logp"] for e in stored]),
+                                 torch.cat([e["tail_logp"] for e in stored]), torch.cat([e["token_logp"] for e in stored]),
+                                 row_of, self.teacher_vocab)
+        table = torch.tensor(spans, dtype=torch.long).reshape(-1, 7)
+        return AlignedSignal(int(mask.sum()), ids, student_rows(mask, ids.shape[1]), rows, teacher_ids, valid, table,
+                             self.teacher_vocab, self.vocab_map)

@@ -42,7 +42,7 @@ from distill.train.protocols import BatchSource, Objective, missing_members
 
 
 def split_batch(batch: dict[str, Any], parts: int) -> list[dict[str, Any]]:
-    """Split every tensor of a batch along dim 0 into `parts` nearly equal micro-batches."""
+    """Split every tensor (and per-example list) of a batch along dim 0 into `parts` nearly equal micro-batches."""
     if parts == 1:
         return [batch]
     size = next(v.shape[0] for v in batch.values() if isinstance(v, Tensor))
@@ -50,8 +50,8 @@ def split_batch(batch: dict[str, Any], parts: int) -> list[dict[str, Any]]:
     out = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         if hi > lo:
-            out.append({k: (v[lo:hi] if isinstance(v, Tensor) and v.dim() and v.shape[0] == size else v)
-                        for k, v in batch.items()})
+            out.append({k: (v[lo:hi] if (isinstance(v, Tensor) and v.dim() and v.shape[0] == size)
+                            or (isinstance(v, list) and len(v) == size) else v) for k, v in batch.items()})
     return out
 
 

@@ -112,15 +112,16 @@ def reference_loss(case, method, student, teacher_lm, batch, source):
     s_logits, t_logits, t_ids, alignments, positions = full_logits(student, teacher_lm, batch, source)
     cfg = method.cfg
     s_logp, t_logp = torch.log_softmax(s_logits.double(), -1), torch.log_softmax(t_logits.double(), -1)
-    if case == "uld":  # positional: the i-th predictions of the student's tokens 1.. and the teacher's text tokens 1..
-        values, per_example = [], []
+    if case == "uld":  # positional: the i-th loss token of the student with the i-th teacher token from the same start
+        per_example = []
         _, mask = next_token_targets(batch)
-        for b, al in enumerate(alignments):
+        for b, (al, pos) in enumerate(zip(alignments, positions)):
             s_rows = [p for p in range(mask.shape[1]) if mask[b, p]]
-            first = 1 + (1 if source.aligner.teacher_bos is not None else 0)
-            t_rows = [j - 1 for j in range(first, len(al.teacher_ids))]
+            first = pos.index(s_rows[0] + 1)  # token index of the first loss token
+            start = next(c for a, s1, c, d in al.spans if a <= first <= s1)
+            t_rows = [j - 1 for j in range(max(start, 1), len(al.teacher_ids))]
             pairs = [sorted_l1(s_logp[b, r].exp(), t_logp[b, q].exp()) for r, q in zip(s_rows, t_rows)]
-            per_example.append(torch.stack(pairs).mean() if pairs else torch.zeros((), dtype=torch.float64))
+            per_example.append(torch.stack(pairs).mean())
         return torch.stack(per_example).mean()
     mode = "observed" if case == "gold_observed" else "bayesian"
     spans = usable_spans(batch, alignments, positions, t_ids, mode)
@@ -291,3 +292,35 @@ def test_every_cross_tokenizer_method_trains_two_steps(xtok_assets, name):
     assert all(not torch.equal(before_s[k], v) for k, v in student.named_parameters()), "a student tensor did not move"
     assert all(torch.equal(before_t[k], v) for k, v in teacher_lm.named_parameters()) and all(
         p.grad is None for p in teacher_lm.parameters())
+
+
+def test_training_from_an_aligned_store_equals_the_live_teacher(xtok_assets, tmp_path):
+    """A store of the other-tokenizer teacher with k = its vocabulary: every method's loss equals the live one;
+    a store of another teacher tokenizer is refused with one line."""
+    from distill.cli import main
+    k = len(xtok_assets["teacher_tokenizer"])
+    for name in ("gold", "alm", "xtoken", "uld"):
+        live = xtok_recipe(xtok_assets, tmp_path / "live", {"name": name, "ce_weight": 0.5})
+        live["train"]["max_steps"] = 2
+        cached = json.loads(json.dumps(live))
+        cached["store"] = {"path": str(tmp_path / f"store-{name}"), "k": k, "dtype": "float32", "batch_size": 3}
+        assert main(["cache", str(write_recipe(tmp_path / "c.yaml", cached))]) == 0
+        from_store = json.loads(json.dumps(cached))
+        from_store["output_dir"] = str(tmp_path / "stored")
+        del from_store["teacher"]
+        task, cfg = build_recipe(live)
+        a = task.run(cfg, overwrite=True)
+        task, cfg = build_recipe(from_store)
+        b = task.run(cfg, overwrite=True)
+        logs = [[json.loads(x) for x in (tmp_path / out / "tiny-lm" / f"student-{name}" / "metrics.jsonl").read_text().splitlines()]
+                for out in ("live", "stored")]
+        for x, y in zip(*logs):
+            if x["kind"] == "train":
+                assert x[name] == pytest.approx(y[name], rel=1e-4), (name, x, y)
+        assert b["stages"]["teacher"]["bits_per_byte"] == pytest.approx(a["stages"]["teacher"]["bits_per_byte"], rel=1e-4)
+        assert b["stages"][f"student-{name}"]["bits_per_byte"] == pytest.approx(a["stages"][f"student-{name}"]["bits_per_byte"], rel=1e-4)
+    other = json.loads(json.dumps(from_store))
+    other["teacher"] = {"path": xtok_assets["teacher"]}  # another teacher tokenizer than the store's
+    task, cfg = build_recipe(other)
+    with pytest.raises(Exception, match="teacher_tokenizer_hash"):
+        task.run(cfg, overwrite=True)

@@ -21,6 +21,18 @@ from distill.tasks.causal_lm.schema import CausalLMRecipe
 from distill.train.generation import completion_example
 
 PROMPT_FORMATS = ("prompts", "text_prompts")
+TEACHER_TOKENIZER = "teacher_tokenizer"  # subfolder of an aligned store holding the teacher's tokenizer
+
+
+def with_pad_token(tokenizer: Any) -> Any:
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def student_tokenizer_source(cfg: CausalLMRecipe) -> str | None:
+    """Where the student's tokenizer comes from: student.tokenizer, its model folder, else the teacher's."""
+    return cfg.student.tokenizer or cfg.student.path or cfg.student.architecture or (cfg.teacher.path if cfg.teacher else None)
 
 
 def random_subset(items: Any, size: int | None) -> Any:

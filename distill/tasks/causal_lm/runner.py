@@ -28,10 +28,11 @@ from distill.methods.context import LMContext
 from distill.models import FrozenTeacher
 from distill.models.hf import (LMBody, check_same_tokenizer, config_from_dict, load_causal_lm, load_config,
                                load_tokenizer, student_from_config, tokenizer_hash, vocab_limit)
-from distill.models.teacher_sources import AlignedTokenTeacher, LiveTokenTeacher, StoredTokenTeacher
+from distill.models.teacher_sources import AlignedTokenTeacher, LiveTokenTeacher, StoredAlignedTeacher, StoredTokenTeacher
 from distill.models.vocab_map import build_projection, matched_ids
-from distill.tasks.causal_lm.data import (PROMPT_FORMATS, check_held_out, dataset_fingerprint, held_out_tokens,
-                                          load_lm_data, load_prompt_records)
+from distill.tasks.causal_lm.data import (PROMPT_FORMATS, TEACHER_TOKENIZER, check_held_out, dataset_fingerprint,
+                                          held_out_tokens, load_lm_data, load_prompt_records, student_tokenizer_source,
+                                          with_pad_token)
 from distill.tasks.causal_lm.schema import CausalLMRecipe
 from distill.tasks.causal_lm.table import table
 from distill.tasks.skeleton import Run, check_method
@@ -53,20 +54,13 @@ def check(cfg: CausalLMRecipe) -> None:
 
 # ----------------------------------------------------------------------------- models
 
-def with_pad_token(tokenizer: Any) -> Any:
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 def method_class(cfg: CausalLMRecipe) -> type:
     return METHODS.get(cfg.method.name, field="method.name").obj
 
 
 def load_tokenizers(cfg: CausalLMRecipe) -> tuple[Any, Any]:
     """(student tokenizer, teacher tokenizer or None); different vocabularies need a cross-tokenizer method."""
-    source = cfg.student.tokenizer or cfg.student.path or cfg.student.architecture or (cfg.teacher.path if cfg.teacher else None)
-    tokenizer = with_pad_token(load_tokenizer(source))
+    tokenizer = with_pad_token(load_tokenizer(student_tokenizer_source(cfg)))
     teacher_tokenizer = with_pad_token(load_tokenizer(cfg.teacher.path)) if cfg.teacher else None
     if teacher_tokenizer is not None and not method_class(cfg).cross_tokenizer:
         check_same_tokenizer(teacher_tokenizer, tokenizer)
@@ -131,25 +125,43 @@ class LMRun:
         return teacher
 
     def _open_store(self) -> None:
-        """Train from a teacher-signal store: no teacher is loaded; the student comes from the stored config."""
+        """Train from a teacher-signal store: no teacher is loaded; the student comes from the stored config
+        (a store of a teacher with another tokenizer: from student.path or student.architecture)."""
         cfg = self.cfg
         self.tokenizer = with_pad_token(load_tokenizer(cfg.student.tokenizer or cfg.store.path))
-        self.reader = StoreReader(cfg.store.path, expect={"kind": "causal_lm", "tokenizer_hash": tokenizer_hash(self.tokenizer),
-                                                          "dataset_fingerprint": dataset_fingerprint(cfg, self.tokenizer)})
+        expect = {"kind": "causal_lm", "tokenizer_hash": tokenizer_hash(self.tokenizer),
+                  "dataset_fingerprint": dataset_fingerprint(cfg, self.tokenizer)}
+        if self.cross:
+            if not (cfg.student.path or cfg.student.architecture):
+                raise ConfigError("training from a store of a teacher with another tokenizer: give student.path or "
+                                  "student.architecture (the teacher's config is not the student's)")
+            # the recipe's teacher, when it names one, must be the store's (its tokenizer is compared)
+            source = cfg.teacher.path if cfg.teacher is not None else str(Path(cfg.store.path) / TEACHER_TOKENIZER)
+            self.teacher_tokenizer = with_pad_token(load_tokenizer(source))
+            expect["teacher_tokenizer_hash"] = tokenizer_hash(self.teacher_tokenizer)
+        self.reader = StoreReader(cfg.store.path, expect=expect)
         manifest = self.reader.manifest
+        if self.cross and not manifest.get("aligned"):
+            raise ConfigError(f"store {cfg.store.path}: written for a token-level method; a cross-tokenizer method "
+                              "needs a store cached with one (distill cache with this recipe)")
         check_held_out(sum(s["tokens"] for s in manifest["splits"].get("eval", [])), cfg, f"store {cfg.store.path}")
         torch.manual_seed(cfg.seed)
         if cfg.student.path:
             self.student = load_causal_lm(cfg.student.path, cfg.student.dtype)
         else:
-            base = config_from_dict(manifest["teacher_config"])
+            base = load_config(cfg.student.architecture) if cfg.student.architecture else config_from_dict(manifest["teacher_config"])
             self.student = student_from_config(base, cfg.student.config, cfg.student.dtype)
+        self.teacher_vocab = manifest.get("vocab_size", 0)
         self.train_data, self.eval_data = self.reader.examples("train"), self.reader.examples("eval")
         return None
 
     def _teacher_source(self) -> Any:
         if self.reader is not None:
             m = self.reader.manifest
+            if self.cross:
+                needs = method_class(self.cfg).vocabulary_needs(self.cfg.method)
+                return StoredAlignedTeacher(self.teacher_vocab, self.teacher_tokenizer.pad_token_id,
+                                            vocabulary_map(self.tokenizer, self.teacher_tokenizer, needs))
             return StoredTokenTeacher(m["temperature"], self.cfg.store.tail, m["k"])
         if self.teacher_body is None:
             return None
@@ -190,6 +202,9 @@ class LMRun:
     def teacher_metrics(self) -> dict[str, Any]:
         if self.reader is not None:  # measured when the store was written
             m = self.reader.manifest
+            if "teacher_eval_bits_per_byte" in m:
+                return {"bits_per_byte": m["teacher_eval_bits_per_byte"], "params": m.get("teacher_params", 0),
+                        "source": "store"}
             return {"perplexity": m["teacher_eval_perplexity"], "nll": m["teacher_eval_nll"],
                     "params": m.get("teacher_params", 0), "source": "store"}
         if self.cross:  # the teacher's figures on the aligned text (the student only provides the alignment)

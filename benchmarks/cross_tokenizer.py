@@ -1,0 +1,256 @@
+"""Cross-tokenizer distillation: a Gemma-3-270M teacher (262k SentencePiece vocabulary) into SmolLM2 students
+(49k byte-level BPE), every method on the same data and steps, and TRL's GOLD side by side.
+
+Sections (`--sections`, default all; finished runs under runs/bench-xtok are reused: delete the folder
+after changing the code being measured):
+  trl      (a) our GOLD and TRL's ULDLoss (trl.experimental.gold) on the same batch, built by TRL's own
+           data preparation, with the same student weights: relative difference of the loss values.
+           Gemma-3's tokenizer is not byte-level, and TRL 1.16.0 runs byte-offset spans only for
+           byte-level tokenizers, so on this pair both sides run TRL's positional ULD with the hybrid
+           loss (use_extended_uld false, uld_use_hybrid_loss true, bayesian merge, no EOS skipping).
+           (b) training: TRL's GOLDTrainer vs `distill train` gold on the same records, student init,
+           batch and steps, each in its own process: tokens/s and peak RSS.
+  quality  CE-only, ULD, GOLD, ALM and X-Token from Gemma, and same-tokenizer KD (forward KL) from
+           SmolLM2-135M-Instruct as the reference line: the same ~16M SmolLM2-architecture student,
+           same blocks, steps and init per seed. Every final student is scored by one evaluator on
+           the same held-out blocks: bits per byte over the spans aligned with Gemma's tokenization
+           (`distill.eval.lm.evaluate_aligned`), so the teacher, Gemma-distilled and SmolLM2-distilled
+           students are on one scale. Also tokens/s and peak RSS.
+  pretrained  the pretrained SmolLM2-135M-Instruct as the student: CE-only vs the methods, 1 seed.
+
+    python benchmarks/cross_tokenizer.py --trl-python .venv-trl/bin/python [--steps 20] [--seeds 0 1 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import common
+import torch
+
+OUT = common.ROOT / "runs" / "bench-xtok"
+ASSETS = Path("~/.cache/distill-assets").expanduser()
+GEMMA, SMOL = str(ASSETS / "gemma-3-270m"), str(ASSETS / "smollm2-135m-instruct")
+STUDENT = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 4, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "head_dim": 64}
+DOCS = str(common.SHARED / "data/text/python-docs-rst.tar.xz")
+METHODS = {  # name -> (teacher, method section)
+    "ce": (None, {"name": "lm_ce"}),
+    "uld": (GEMMA, {"name": "uld", "alignment": "positional", "kd_weight": 1.5, "ce_weight": 1.0}),
+    "gold": (GEMMA, {"name": "gold", "merge": "bayesian", "hybrid": True, "kd_weight": 1.0, "ce_weight": 0.5}),
+    "alm": (GEMMA, {"name": "alm", "kd_weight": 1.0, "ce_weight": 0.5}),
+    "xtoken": (GEMMA, {"name": "xtoken", "kd_weight": 1.0, "ce_weight": 0.5}),
+    "kd_smollm2": (SMOL, {"name": "lm_kd", "divergence": {"name": "kl"}, "kd_weight": 1.0, "ce_weight": 0.5}),
+}
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+def docs_texts(n: int, tokens: int = 200) -> list[dict]:
+    """{prompt, completion} records cut from the Python docs: ~`tokens` SmolLM2 tokens each, split before a space."""
+    from distill.models.hf import load_tokenizer
+    tok = load_tokenizer(SMOL)
+    tf = tarfile.open(DOCS)
+    out = []
+    for member in (m for m in tf.getmembers() if m.isfile()):
+        ids = tok(tf.extractfile(member).read().decode("utf-8", "replace"), add_special_tokens=False)["input_ids"]
+        for i in range(0, len(ids) - tokens, tokens):
+            text = tok.decode(ids[i:i + tokens])
+            spaces = [m.start() for m in re.finditer(" ", text)]
+            if len(spaces) > 8:
+                out.append({"prompt": text[:spaces[8]], "completion": text[spaces[8]:]})
+            if len(out) >= n:
+                return out
+    return out
+
+
+def student_init(seed: int) -> str:
+    """The scaled-down SmolLM2-architecture student at the seed's init, saved once (shared by both sides)."""
+    folder = OUT / f"student-init-{seed}"
+    if not (folder / "config.json").is_file():
+        from distill.models.hf import load_config, load_tokenizer, student_from_config
+        torch.manual_seed(seed)
+        model = student_from_config(load_config(SMOL), STUDENT)
+        model.save_pretrained(folder)
+        load_tokenizer(SMOL).save_pretrained(folder)
+    return str(folder)
+
+
+# ----------------------------------------------------------------------------------------------- TRL
+
+def trl_side(trl_python: str, mode: str, records: Path, extra: list[str]) -> dict:
+    out = OUT / f"trl-{mode}.json"
+    if not out.is_file():
+        cmd = [trl_python, str(common.ROOT / "benchmarks/trl_gold_side.py"), mode, "--student", student_init(0),
+               "--teacher", GEMMA, "--texts", str(records), "--out", str(out), *extra]
+        run = subprocess.run(cmd, capture_output=True, text=True, cwd="/tmp")
+        if run.returncode != 0:
+            raise RuntimeError(f"TRL {mode} failed: {run.stderr[-2000:]}")
+    return json.loads(out.read_text())
+
+
+def our_loss_on(batch_file: dict) -> float:
+    from distill.config import from_dict
+    from distill.data.align import Aligner
+    from distill.methods import METHODS as REGISTRY, LMContext, build_method
+    from distill.models import FrozenTeacher
+    from distill.models.hf import LMBody, load_causal_lm, load_tokenizer
+    from distill.models.teacher_sources import AlignedTokenTeacher
+    from distill.tasks.causal_lm.runner import vocabulary_map
+    s_tok, t_tok = load_tokenizer(student_init(0)), load_tokenizer(GEMMA)
+    student, teacher = load_causal_lm(student_init(0)), FrozenTeacher(LMBody(load_causal_lm(GEMMA)))
+    cfg = from_dict(REGISTRY.get("gold").config, {"name": "gold", "alignment": "positional", "merge": "bayesian",
+                                                  "hybrid": True, "beta": 0.5, "kd_weight": 1.0, "ce_weight": 0.0,
+                                                  "normalize": "sequence"})
+    source = AlignedTokenTeacher(teacher, Aligner(s_tok, t_tok), len(t_tok), t_tok.pad_token_id,
+                                 vocabulary_map(s_tok, t_tok, {"matched"}))
+    method = build_method(cfg, student=student, teacher=teacher,
+                          context=LMContext(student_body=LMBody(student), teacher=source, vocab_size=len(s_tok)))
+    batch = {k: torch.tensor(batch_file[k]) for k in ("input_ids", "attention_mask", "labels")}
+    with torch.no_grad():
+        return float(method(batch)["gold"])
+
+
+def section_trl(args) -> dict:
+    records = OUT / "data" / "records.json"
+    jsonl = OUT / "data" / "records.jsonl"
+    if not records.is_file():
+        records.parent.mkdir(parents=True, exist_ok=True)
+        data = docs_texts(4 * args.trl_steps + 8)
+        records.write_text(json.dumps(data))
+        jsonl.write_text("".join(json.dumps(r) + "\n" for r in data))
+    trl_loss = trl_side(args.trl_python, "loss", records, ["--batch", "4"])
+    ours = our_loss_on(trl_loss)
+    figures = {"loss": {"trl": trl_loss["loss"], "ours": ours, "relative_difference": abs(ours - trl_loss["loss"]) / abs(trl_loss["loss"])}}
+    trl_train = trl_side(args.trl_python, "train", records, ["--batch", "4", "--steps", str(args.trl_steps)])
+    runs = {}
+    for alignment in ("positional", "spans"):
+        recipe = {"task": "causal_lm", "teacher": {"path": GEMMA}, "student": {"path": student_init(0)},
+                  "data": {"format": "jsonl", "paths": [str(jsonl)], "eval_fraction": 0.1, "max_length": 256},
+                  "method": {"name": "gold", "alignment": alignment, "merge": "bayesian", "hybrid": True,
+                             "kd_weight": 1.0, "ce_weight": 0.0, "normalize": "sequence"},
+                  "train": {"epochs": 1, "max_steps": args.trl_steps, "batch_size": 4, "optimizer": "adamw", "lr": 2e-3,
+                            "eval_every": 1000, "checkpoint_every": 1000, "log_every": 1},
+                  "eval": {"batch_size": 4, "min_tokens": 64}, "threads": 2}
+        runs[alignment] = common.train_subprocess(OUT, f"ours-gold-{alignment}", recipe)
+    trl_seconds_per_step = trl_train["seconds"] / trl_train["steps"]
+    figures["train"] = {"trl": {"seconds_per_step": trl_seconds_per_step, "peak_rss_bytes": trl_train["peak_rss_bytes"]}}
+    for alignment, summary in runs.items():
+        st = common.student_stage(summary)
+        figures["train"][f"ours_{alignment}"] = {"seconds_per_step": st["step_seconds"] / st["steps"],
+                                                 "train_tokens_per_s": st["train_tokens_per_s"],
+                                                 "peak_rss_bytes": summary["peak_rss_bytes"]}
+    return figures
+
+
+# ----------------------------------------------------------------------------------------------- quality
+
+def quality_recipe(method: str, seed: int, steps: int, student: dict) -> dict:
+    teacher, section = METHODS[method]
+    recipe = {"task": "causal_lm", "seed": seed, "student": student, "method": section, "threads": 2,
+              "data": {"format": "text", "paths": [DOCS], "block_size": 256, "eval_fraction": 0.05,
+                       "max_train_examples": steps * 4, "max_eval_examples": 16},
+              "train": {"epochs": 1, "max_steps": steps, "batch_size": 4, "optimizer": "adamw", "lr": 2e-3,
+                        "weight_decay": 0.01, "betas": [0.9, 0.95], "schedule": "cosine", "warmup_epochs": 0.05,
+                        "grad_clip": 1.0, "eval_every": 1000, "checkpoint_every": 1000, "log_every": 5},
+              "eval": {"batch_size": 4}}
+    if teacher is not None:
+        recipe["teacher"] = {"path": teacher}
+    return recipe
+
+
+def aligned_scores(model_dirs: dict[str, str], steps: int) -> dict[str, dict]:
+    """Bits per byte of every student (and Gemma) on the same held-out blocks, aligned with Gemma's tokens."""
+    from distill.data.align import Aligner
+    from distill.data.token_stream import TokenBatches
+    from distill.eval.lm import evaluate_aligned
+    from distill.models import FrozenTeacher
+    from distill.models.hf import LMBody, load_causal_lm, load_tokenizer
+    from distill.models.teacher_sources import AlignedTokenTeacher
+    from distill.tasks import load_recipe
+    from distill.tasks.causal_lm.data import load_lm_data
+    _, cfg = load_recipe(write_recipe("score", quality_recipe("gold", 0, steps, {"architecture": SMOL, "config": STUDENT})))
+    s_tok, t_tok = load_tokenizer(SMOL), load_tokenizer(GEMMA)
+    _, held = load_lm_data(cfg, s_tok)
+    source = AlignedTokenTeacher(FrozenTeacher(LMBody(load_causal_lm(GEMMA))), Aligner(s_tok, t_tok), len(t_tok),
+                                 t_tok.pad_token_id)
+    out = {}
+    for name, folder in model_dirs.items():
+        batches = TokenBatches(held, batch_size=4, shuffle=False, pad_id=s_tok.pad_token_id).all_batches()
+        out[name] = evaluate_aligned(LMBody(load_causal_lm(folder)), source, batches, vocab_size=len(s_tok))
+    return out
+
+
+def write_recipe(name: str, recipe: dict) -> Path:
+    import yaml
+    path = OUT / "recipes" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({**recipe, "name": name, "output_dir": str(OUT), "progress": False}))
+    return path
+
+
+def section_quality(args, prefix: str, student_of, methods: list[str], seeds: list[int]) -> dict:
+    runs = {}
+    for seed in seeds:
+        for method in methods:
+            name = f"{prefix}-{method}-s{seed}"
+            runs[(method, seed)] = (name, common.train_subprocess(OUT, name, quality_recipe(method, seed, args.steps,
+                                                                                              student_of(seed))))
+            print(f"{name}: done", flush=True)
+    scores = aligned_scores({name: str(next((OUT / name).glob("student-*/model"))) for name, _ in runs.values()},
+                            args.steps)
+    figures = {}
+    for (method, seed), (name, summary) in runs.items():
+        st = common.student_stage(summary)
+        figures.setdefault(method, []).append({
+            "seed": seed, "bits_per_byte": scores[name]["bits_per_byte"], "char_perplexity": scores[name]["char_perplexity"],
+            "teacher_bits_per_byte": scores[name]["teacher_bits_per_byte"], "train_tokens_per_s": st["train_tokens_per_s"],
+            "peak_rss_bytes": summary["peak_rss_bytes"], "params": st["params"]})
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sections", nargs="+", default=["trl", "quality", "pretrained"])
+    parser.add_argument("--trl-python", default=str(common.ROOT / ".venv-trl/bin/python"))
+    parser.add_argument("--trl-steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--pretrained-steps", type=int, default=10)
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    if "trl" in args.sections:
+        figures["trl"] = section_trl(args)
+        print(json.dumps(figures["trl"], indent=1), flush=True)
+    if "quality" in args.sections:
+        figures["quality"] = section_quality(args, "q", lambda s: {"path": student_init(s)}, args.methods, args.seeds)
+    if "pretrained" in args.sections:
+        pre = argparse.Namespace(**{**vars(args), "steps": args.pretrained_steps})
+        figures["pretrained"] = section_quality(pre, "p", lambda s: {"path": SMOL}, [m for m in args.methods if m != "kd_smollm2"], [0])
+    report(figures, args)
+
+
+def report(figures: dict, args) -> None:
+    rows = []
+    for section in ("quality", "pretrained"):
+        for method, runs in figures.get(section, {}).items():
+            mean, std = common.mean_std([r["bits_per_byte"] for r in runs])
+            rows.append([section, method, f"{mean:.4f} ± {std:.4f}", str(len(runs)), f"{runs[0]['teacher_bits_per_byte']:.4f}",
+                         f"{common.mean_std([r['train_tokens_per_s'] for r in runs])[0]:.0f}",
+                         f"{max(r['peak_rss_bytes'] for r in runs) / 2 ** 30:.2f}"])
+    if rows:
+        print(common.table(["section", "method", "held-out bits/byte", "seeds", "teacher bits/byte", "train tok/s",
+                            "peak RSS GiB"], rows))
+    command = "python benchmarks/cross_tokenizer.py " + " ".join(sys.argv[1:])
+    common.record("cross_tokenizer", figures, command)
+
+
+if __name__ == "__main__":
+    main()
