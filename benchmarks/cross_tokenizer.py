@@ -226,18 +226,21 @@ def main() -> None:
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     figures = {}
+    command = "python benchmarks/cross_tokenizer.py " + " ".join(sys.argv[1:])
     if "trl" in args.sections:
-        figures["trl"] = section_trl(args)
-        print(json.dumps(figures["trl"], indent=1), flush=True)
+        trl = section_trl(args)
+        print(json.dumps(trl, indent=1), flush=True)
+        common.record("cross_tokenizer_trl", trl, command)
     if "quality" in args.sections:
         figures["quality"] = section_quality(args, "q", lambda s: {"path": student_init(s)}, args.methods, args.seeds)
     if "pretrained" in args.sections:
         pre = argparse.Namespace(**{**vars(args), "steps": args.pretrained_steps})
         figures["pretrained"] = section_quality(pre, "p", lambda s: {"path": SMOL}, [m for m in args.methods if m != "kd_smollm2"], [0])
-    report(figures, args)
+    if figures:
+        report(figures, command)
 
 
-def report(figures: dict, args) -> None:
+def report(figures: dict, command: str) -> None:
     rows = []
     for section in ("quality", "pretrained"):
         for method, runs in figures.get(section, {}).items():
@@ -248,7 +251,6 @@ def report(figures: dict, args) -> None:
     if rows:
         print(common.table(["section", "method", "held-out bits/byte", "seeds", "teacher bits/byte", "train tok/s",
                             "peak RSS GiB"], rows))
-    command = "python benchmarks/cross_tokenizer.py " + " ".join(sys.argv[1:])
     common.record("cross_tokenizer", figures, command)
 
 

@@ -127,6 +127,53 @@ def on_policy(line: dict[str, Any]) -> list[str]:
     return out
 
 
+@formatter("cross_tokenizer_trl")
+def cross_tokenizer_trl(line: dict[str, Any]) -> list[str]:
+    f = line["figures"]
+    t = f["train"]
+    out = [f"GOLD loss on one batch (Gemma-3-270M -> SmolLM2 student, TRL's own data preparation): TRL {f['loss']['trl']:.6f}, "
+           f"distill {f['loss']['ours']:.6f}, relative difference {f['loss']['relative_difference']:.1e}.", "",
+           "| GOLD training, batch 4 x ~200 tokens | s/step | vs TRL speed | peak RSS GiB | vs TRL memory |", "|---|---|---|---|---|"]
+    base = t["trl"]
+    for name, label in (("trl", "TRL GOLDTrainer (positional ULD + hybrid)"), ("ours_positional", "distill gold, positional + hybrid"),
+                        ("ours_spans", "distill gold, byte-aligned spans + hybrid")):
+        r = t[name]
+        out.append(f"| {label} | {r['seconds_per_step']:.1f} | {base['seconds_per_step'] / r['seconds_per_step']:.2f}x | "
+                   f"{r['peak_rss_bytes'] / 2 ** 30:.2f} | {r['peak_rss_bytes'] / base['peak_rss_bytes']:.2f}x |")
+    return out
+
+
+@formatter("cross_tokenizer")
+def cross_tokenizer(line: dict[str, Any]) -> list[str]:
+    out = ["| student | trained with | held-out bits/byte | seeds | vs CE-only | train tok/s | peak RSS GiB |",
+           "|---|---|---|---|---|---|---|"]
+    labels = {"quality": "16M SmolLM2-architecture (random init)", "pretrained": "SmolLM2-135M-Instruct (pretrained)"}
+    for section, methods in line["figures"].items():
+        ce = common.mean_std([r["bits_per_byte"] for r in methods.get("ce", [])])[0] if "ce" in methods else None
+        teacher = next(iter(methods.values()))[0]["teacher_bits_per_byte"]
+        out.append(f"| {labels.get(section, section)} | *teacher Gemma-3-270M* | {teacher:.4f} | - | - | - | - |")
+        for method, runs in methods.items():
+            mean, std = common.mean_std([r["bits_per_byte"] for r in runs])
+            vs = f"{mean - ce:+.4f}" if ce is not None and method != "ce" else "-"
+            speed = common.mean_std([r["train_tokens_per_s"] for r in runs])[0]
+            out.append(f"| {labels.get(section, section)} | {method} | {mean:.4f} ± {std:.4f} | {len(runs)} | {vs} | "
+                       f"{speed:.0f} | {max(r['peak_rss_bytes'] for r in runs) / 2 ** 30:.2f} |")
+    return out
+
+
+@formatter("cross_tokenizer_memory")
+def cross_tokenizer_memory(line: dict[str, Any]) -> list[str]:
+    out = ["| method | N tokens | chunked loss peak GiB | dense loss peak GiB | ratio |", "|---|---|---|---|---|"]
+    results = line["figures"]["results"]
+    for c in (r for r in results if r["mode"] == "chunked"):
+        d = next(r for r in results if r["mode"] == "dense" and r["method"] == c["method"] and r["tokens"] == c["tokens"])
+        dense = d.get("peak_bytes", d.get("estimated_peak_bytes"))
+        mark = "" if "peak_bytes" in d else " (estimated, not run)"
+        out.append(f"| {c['method']} | {c['tokens']:,} | {c['peak_bytes'] / 2 ** 30:.2f} | "
+                   f"{dense / 2 ** 30:.2f}{mark} | {c['peak_bytes'] / dense:.3f} |")
+    return out
+
+
 def section() -> str:
     parts = []
     for name, fn in FORMATTERS.items():

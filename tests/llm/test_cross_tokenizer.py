@@ -251,17 +251,18 @@ def test_resume_after_a_crash_equals_an_uninterrupted_cross_tokenizer_run(xtok_a
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_on_policy_gold_retokenizes_student_samples(xtok_assets, tmp_path):
-    recipe = xtok_recipe(xtok_assets, tmp_path, {"name": "gold"},
+@pytest.mark.parametrize("name", ["gold", "uld", "alm", "xtoken"])
+def test_on_policy_retokenizes_student_samples_for_every_method(xtok_assets, tmp_path, name):
+    recipe = xtok_recipe(xtok_assets, tmp_path, {"name": name},
                          data={"format": "prompts", "paths": [xtok_assets["jsonl"]], "eval_fraction": 0.2},
                          on_policy={"lmbda": 1.0, "sampling": {"max_new_tokens": 6}})
     recipe["train"]["max_steps"] = 2
     task, cfg = build_recipe(recipe)
     summary = task.run(cfg, overwrite=True)
-    log = [json.loads(line) for line in (tmp_path / "tiny-lm" / "student-gold" / "metrics.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "tiny-lm" / f"student-{name}" / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in log if r["kind"] == "train"]
-    assert train and all(r["spans"] > 0 and math.isfinite(r["gold"]) for r in train)
-    assert train[-1]["student_batches"] == 1.0 and summary["stages"]["student-gold"]["bits_per_byte"] > 0
+    assert train and all(r["spans"] > 0 and math.isfinite(r[name]) for r in train)
+    assert train[-1]["student_batches"] == 1.0 and summary["stages"][f"student-{name}"]["bits_per_byte"] > 0
 
 
 CROSS_METHODS = [n for n in METHODS.names() if METHODS.get(n).obj.cross_tokenizer]
