@@ -16,7 +16,10 @@ after changing the code being measured):
            the same held-out blocks: bits per byte over the spans aligned with Gemma's tokenization
            (`distill.eval.lm.evaluate_aligned`), so the teacher, Gemma-distilled and SmolLM2-distilled
            students are on one scale. Also tokens/s and peak RSS.
-  pretrained  the pretrained SmolLM2-135M-Instruct as the student: CE-only vs the methods, 1 seed.
+  pretrained  the pretrained SmolLM2-135M-Instruct (the only SmolLM2-135M checkpoint here; no base model) as the
+           student, lr 5e-5: CE-only vs the methods, 1 seed, and the untrained checkpoint as the start point.
+  Teachers are read from top-k stores (--store-k, default 128, float16) cached once over the same blocks,
+  so every method, seed and section reuses one teacher pass; --store-k 0 runs live teachers.
 
     python benchmarks/cross_tokenizer.py --trl-python .venv-trl/bin/python [--steps 20] [--seeds 0 1 2]
 """
@@ -24,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import common
@@ -150,18 +155,46 @@ def section_trl(args) -> dict:
 
 # ----------------------------------------------------------------------------------------------- quality
 
-def quality_recipe(method: str, seed: int, steps: int, student: dict) -> dict:
+def quality_recipe(method: str, seed: int, args, student: dict, steps: int | None = None, lr: float = 2e-3) -> dict:
+    """The recipe of one quality run. The data (args.steps * 4 blocks) is the same for every section, so one
+    store of each teacher serves every method, seed and section; `steps` (default args.steps) is the run's length."""
     teacher, section = METHODS[method]
+    steps = steps or args.steps
     recipe = {"task": "causal_lm", "seed": seed, "student": student, "method": section, "threads": 2,
               "data": {"format": "text", "paths": [DOCS], "block_size": 256, "eval_fraction": 0.05,
-                       "max_train_examples": steps * 4, "max_eval_examples": 16},
-              "train": {"epochs": 1, "max_steps": steps, "batch_size": 4, "optimizer": "adamw", "lr": 2e-3,
+                       "max_train_examples": args.steps * 4, "max_eval_examples": 16},
+              "train": {"epochs": 1, "max_steps": steps, "batch_size": 4, "optimizer": "adamw", "lr": lr,
                         "weight_decay": 0.01, "betas": [0.9, 0.95], "schedule": "cosine", "warmup_epochs": 0.05,
                         "grad_clip": 1.0, "eval_every": 1000, "checkpoint_every": 1000, "log_every": 5},
               "eval": {"batch_size": 4}}
-    if teacher is not None:
+    if teacher is not None and args.store_k:
+        recipe["store"] = teacher_store(teacher, method, args)
+    elif teacher is not None:
         recipe["teacher"] = {"path": teacher}
     return recipe
+
+
+def teacher_store(teacher: str, method: str, args) -> dict:
+    """Cache `teacher`'s top-k over the quality data once (`distill cache`, in its own process); returns the
+    store section. A cross-tokenizer store (Gemma) is cached through a cross-tokenizer method's recipe."""
+    kind = "gemma" if teacher == GEMMA else "smollm2"
+    store = {"path": str(OUT / f"store-{kind}-{args.steps}x4-k{args.store_k}"), "k": args.store_k, "dtype": "float16",
+             "batch_size": 4}
+    manifest = Path(store["path"]) / "manifest.json"
+    if not (manifest.is_file() and json.loads(manifest.read_text()).get("complete")):
+        recipe = {**quality_recipe("ce", 0, argparse.Namespace(**{**vars(args), "store_k": 0}),
+                                   {"path": student_init(0)}),
+                  "teacher": {"path": teacher}, "store": store, "method": METHODS[method][1]}
+        path = write_recipe(f"cache-{kind}", recipe)
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", "import sys; from distill.cli import main; sys.exit(main(sys.argv[1:]))",
+                              "cache", str(path)], cwd=common.ROOT,
+                             env={**os.environ, "PYTHONPATH": str(common.ROOT)}, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"distill cache {kind} failed: {out.stderr[-2000:]}")
+        (Path(store["path"]) / "cache_seconds.json").write_text(json.dumps({"seconds": time.perf_counter() - start}))
+        print(f"store {kind}: {time.perf_counter() - start:.0f} s", flush=True)
+    return store
 
 
 def aligned_scores(model_dirs: dict[str, str], steps: int) -> dict[str, dict]:
@@ -174,16 +207,31 @@ def aligned_scores(model_dirs: dict[str, str], steps: int) -> dict[str, dict]:
     from distill.models.teacher_sources import AlignedTokenTeacher
     from distill.tasks import load_recipe
     from distill.tasks.causal_lm.data import load_lm_data
-    _, cfg = load_recipe(write_recipe("score", quality_recipe("gold", 0, steps, {"architecture": SMOL, "config": STUDENT})))
+    scoring = argparse.Namespace(steps=steps, store_k=0)
+    _, cfg = load_recipe(write_recipe("score", quality_recipe("gold", 0, scoring, {"architecture": SMOL, "config": STUDENT})))
     s_tok, t_tok = load_tokenizer(SMOL), load_tokenizer(GEMMA)
     _, held = load_lm_data(cfg, s_tok)
     source = AlignedTokenTeacher(FrozenTeacher(LMBody(load_causal_lm(GEMMA))), Aligner(s_tok, t_tok), len(t_tok),
                                  t_tok.pad_token_id)
+    source = MemoTeacher(source)  # the teacher runs once per held-out batch, not once per student
     out = {}
     for name, folder in model_dirs.items():
         batches = TokenBatches(held, batch_size=4, shuffle=False, pad_id=s_tok.pad_token_id).all_batches()
         out[name] = evaluate_aligned(LMBody(load_causal_lm(folder)), source, batches, vocab_size=len(s_tok))
     return out
+
+
+class MemoTeacher:
+    """A teacher source that computes each batch's signal once (scoring many students on the same blocks)."""
+
+    def __init__(self, source):
+        self.source, self.memo = source, {}
+
+    def signal(self, batch, mask):
+        key = batch["input_ids"].numpy().tobytes()
+        if key not in self.memo:
+            self.memo[key] = self.source.signal(batch, mask)
+        return self.memo[key]
 
 
 def write_recipe(name: str, recipe: dict) -> Path:
@@ -194,23 +242,33 @@ def write_recipe(name: str, recipe: dict) -> Path:
     return path
 
 
-def section_quality(args, prefix: str, student_of, methods: list[str], seeds: list[int]) -> dict:
+def section_quality(args, prefix: str, student_of, methods: list[str], seeds: list[int], steps: int,
+                    lr: float = 2e-3, untrained: str | None = None) -> dict:
+    """Train every (method, seed), then score every student (and `untrained`, the start point) on one scale."""
     runs = {}
     for seed in seeds:
         for method in methods:
-            name = f"{prefix}-{method}-s{seed}"
-            runs[(method, seed)] = (name, common.train_subprocess(OUT, name, quality_recipe(method, seed, args.steps,
-                                                                                              student_of(seed))))
+            if args.other_seeds is not None and method not in args.all_seed_methods and seed not in args.other_seeds:
+                continue  # a shorter session: only the methods compared over every seed get all seeds
+            name = f"{prefix}{steps}-{method}-s{seed}" + (f"-k{args.store_k}" if args.store_k and METHODS[method][0] else "")
+            runs[(method, seed)] = (name, common.train_subprocess(OUT, name, quality_recipe(method, seed, args,
+                                                                                              student_of(seed), steps, lr)))
             print(f"{name}: done", flush=True)
-    scores = aligned_scores({name: str(next((OUT / name).glob("student-*/model"))) for name, _ in runs.values()},
-                            args.steps)
+    folders = {name: str(next((OUT / name).glob("student-*/model"))) for name, _ in runs.values()}
+    scores = aligned_scores({**folders, **({"untrained": untrained} if untrained else {})}, args.steps)
     figures = {}
+    if untrained:
+        figures["untrained"] = [{"seed": 0, "steps": 0, "teacher_from": "none", "train_tokens_per_s": 0.0,
+                                 "peak_rss_bytes": 0, **{k: scores["untrained"][k] for k in
+                                 ("bits_per_byte", "char_perplexity", "teacher_bits_per_byte")}}]
     for (method, seed), (name, summary) in runs.items():
         st = common.student_stage(summary)
         figures.setdefault(method, []).append({
-            "seed": seed, "bits_per_byte": scores[name]["bits_per_byte"], "char_perplexity": scores[name]["char_perplexity"],
-            "teacher_bits_per_byte": scores[name]["teacher_bits_per_byte"], "train_tokens_per_s": st["train_tokens_per_s"],
-            "peak_rss_bytes": summary["peak_rss_bytes"], "params": st["params"]})
+            "seed": seed, "steps": steps, "bits_per_byte": scores[name]["bits_per_byte"],
+            "char_perplexity": scores[name]["char_perplexity"], "teacher_bits_per_byte": scores[name]["teacher_bits_per_byte"],
+            "train_tokens_per_s": st["train_tokens_per_s"], "peak_rss_bytes": summary["peak_rss_bytes"],
+            "params": st["params"], "teacher_from": "store" if args.store_k and METHODS[method][0] else
+            ("live" if METHODS[method][0] else "none")})
     return figures
 
 
@@ -223,6 +281,14 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--pretrained-steps", type=int, default=10)
+    parser.add_argument("--all-seed-methods", nargs="+", default=["ce", "xtoken"],
+                        help="with --other-seeds: the methods run on every --seeds seed")
+    parser.add_argument("--other-seeds", nargs="+", type=int, default=None,
+                        help="the seeds the other methods run on (default: every seed)")
+    parser.add_argument("--pretrained-methods", nargs="+", default=None,
+                        help="methods of the pretrained section (default: --methods but kd_smollm2)")
+    parser.add_argument("--store-k", type=int, default=128,
+                        help="quality runs read each teacher from a top-k store cached once (0: live teachers)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     figures = {}
@@ -232,10 +298,12 @@ def main() -> None:
         print(json.dumps(trl, indent=1), flush=True)
         common.record("cross_tokenizer_trl", trl, command)
     if "quality" in args.sections:
-        figures["quality"] = section_quality(args, "q", lambda s: {"path": student_init(s)}, args.methods, args.seeds)
+        figures["quality"] = section_quality(args, "q", lambda s: {"path": student_init(s)}, args.methods, args.seeds,
+                                             args.steps)
     if "pretrained" in args.sections:
-        pre = argparse.Namespace(**{**vars(args), "steps": args.pretrained_steps})
-        figures["pretrained"] = section_quality(pre, "p", lambda s: {"path": SMOL}, [m for m in args.methods if m != "kd_smollm2"], [0])
+        figures["pretrained"] = section_quality(args, "p", lambda s: {"path": SMOL}, args.pretrained_methods or
+                                                [m for m in args.methods if m != "kd_smollm2"], [0], args.pretrained_steps, lr=5e-5,
+                                                untrained=SMOL)
     if figures:
         report(figures, command)
 
@@ -245,11 +313,11 @@ def report(figures: dict, command: str) -> None:
     for section in ("quality", "pretrained"):
         for method, runs in figures.get(section, {}).items():
             mean, std = common.mean_std([r["bits_per_byte"] for r in runs])
-            rows.append([section, method, f"{mean:.4f} ± {std:.4f}", str(len(runs)), f"{runs[0]['teacher_bits_per_byte']:.4f}",
+            rows.append([section, method, str(runs[0]["steps"]), runs[0]["teacher_from"], f"{mean:.4f} ± {std:.4f}", str(len(runs)), f"{runs[0]['teacher_bits_per_byte']:.4f}",
                          f"{common.mean_std([r['train_tokens_per_s'] for r in runs])[0]:.0f}",
                          f"{max(r['peak_rss_bytes'] for r in runs) / 2 ** 30:.2f}"])
     if rows:
-        print(common.table(["section", "method", "held-out bits/byte", "seeds", "teacher bits/byte", "train tok/s",
+        print(common.table(["section", "method", "steps", "teacher", "held-out bits/byte", "seeds", "teacher bits/byte", "train tok/s",
                             "peak RSS GiB"], rows))
     common.record("cross_tokenizer", figures, command)
 

@@ -145,19 +145,29 @@ def cross_tokenizer_trl(line: dict[str, Any]) -> list[str]:
 
 @formatter("cross_tokenizer")
 def cross_tokenizer(line: dict[str, Any]) -> list[str]:
-    out = ["| student | trained with | held-out bits/byte | seeds | vs CE-only | train tok/s | peak RSS GiB |",
-           "|---|---|---|---|---|---|---|"]
+    out = ["| student | trained with | steps | teacher read from | held-out bits/byte | seeds | vs CE-only | "
+           "better than CE (paired seeds) | train tok/s | peak RSS GiB |", "|---|---|---|---|---|---|---|---|---|---|"]
     labels = {"quality": "16M SmolLM2-architecture (random init)", "pretrained": "SmolLM2-135M-Instruct (pretrained)"}
+    names = {"ce": "CE only", "kd_smollm2": "forward KL from SmolLM2-135M-Instruct (same tokenizer, reference)",
+             "untrained": "(the checkpoint, untrained)"}
     for section, methods in line["figures"].items():
-        ce = common.mean_std([r["bits_per_byte"] for r in methods.get("ce", [])])[0] if "ce" in methods else None
+        label = labels.get(section, section)
+        ce_runs = {r["seed"]: r["bits_per_byte"] for r in methods.get("ce", [])}
+        ce = common.mean_std(list(ce_runs.values()))[0] if ce_runs else None
         teacher = next(iter(methods.values()))[0]["teacher_bits_per_byte"]
-        out.append(f"| {labels.get(section, section)} | *teacher Gemma-3-270M* | {teacher:.4f} | - | - | - | - |")
+        out.append(f"| {label} | *teacher Gemma-3-270M* | - | - | {teacher:.4f} | - | - | - | - | - |")
         for method, runs in methods.items():
             mean, std = common.mean_std([r["bits_per_byte"] for r in runs])
-            vs = f"{mean - ce:+.4f}" if ce is not None and method != "ce" else "-"
+            paired = [r for r in runs if r["seed"] in ce_runs]
+            wins = sum(r["bits_per_byte"] < ce_runs[r["seed"]] for r in paired)
+            vs = f"{mean - ce:+.4f}" if ce is not None and method not in ("ce", "untrained") else "-"
+            better = f"{wins} / {len(paired)}" if method not in ("ce", "untrained") and paired else "-"
             speed = common.mean_std([r["train_tokens_per_s"] for r in runs])[0]
-            out.append(f"| {labels.get(section, section)} | {method} | {mean:.4f} ± {std:.4f} | {len(runs)} | {vs} | "
-                       f"{speed:.0f} | {max(r['peak_rss_bytes'] for r in runs) / 2 ** 30:.2f} |")
+            peak = max(r["peak_rss_bytes"] for r in runs) / 2 ** 30
+            source = {"store": "top-128 store", "live": "live", "none": "-"}.get(runs[0].get("teacher_from", "live"))
+            out.append(f"| {label} | {names.get(method, method)} | {runs[0].get('steps', '-')} | {source} | "
+                       f"{mean:.4f} ± {std:.4f} | {len(runs)} | {vs} | {better} | "
+                       f"{format(speed, '.0f') if speed else '-'} | {format(peak, '.2f') if peak else '-'} |")
     return out
 
 

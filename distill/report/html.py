@@ -21,7 +21,7 @@ h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.8em;borde
 table{border-collapse:collapse;margin:1em 0;font-size:.92em} th,td{padding:.35em .8em;border-bottom:1px solid #eee;text-align:right}
 th{background:#f6f6f6} td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){text-align:left}
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:1em} img{width:100%;border:1px solid #eee}
-pre{background:#f8f8f8;padding:1em;overflow:auto;font-size:.85em} .muted{color:#777;font-size:.9em}
+pre{background:#f8f8f8;padding:1em;overflow:auto;font-size:.85em} .muted{color:#777;font-size:.9em} .warn{color:#a40}
 """
 
 
@@ -150,4 +150,5 @@ def _extra_curves(metrics: dict[str, list[dict]]) -> list[tuple[str, str, str]]:
 def _notes(summary: dict[str, Any]) -> str:
     notes = ("accuracy, NLL and ECE on the test split; agree = top-1 agreement with the teacher; size = the exported "
              "model.safetensors; latency = median batch-1 CPU forward; speed-up = teacher latency / model latency.")
-    return f"<p class='muted'>{notes}</p>" if summary.get("task") == "classification" else ""
+    warnings = "".join(f"<p class='warn'>warning: {html.escape(line)}</p>" for line in summary.get("warnings", []))
+    return warnings + (f"<p class='muted'>{notes}</p>" if summary.get("task") == "classification" else "")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,8 +27,9 @@ from distill.losses.aligned import VocabularyMap
 from distill.methods.base import METHODS, build_method
 from distill.methods.context import LMContext
 from distill.models import FrozenTeacher
-from distill.models.hf import (LMBody, check_same_tokenizer, config_from_dict, load_causal_lm, load_config,
+from distill.models.hf import (DTYPES, LMBody, check_same_tokenizer, config_from_dict, load_causal_lm, load_config,
                                load_tokenizer, student_from_config, tokenizer_hash, vocab_limit)
+from distill.models.prune import prune_from_teacher
 from distill.models.teacher_sources import AlignedTokenTeacher, LiveTokenTeacher, StoredAlignedTeacher, StoredTokenTeacher
 from distill.models.vocab_map import build_projection, matched_ids
 from distill.tasks.causal_lm.data import (PROMPT_FORMATS, TEACHER_TOKENIZER, check_held_out, dataset_fingerprint,
@@ -50,6 +52,20 @@ def check(cfg: CausalLMRecipe) -> None:
         raise ConfigError(f"on_policy needs prompts: set data.format to prompts or text_prompts (got {cfg.data.format!r})")
     if cfg.on_policy is not None and cfg.store is not None:
         raise ConfigError("on_policy samples new completions, which a store cannot score: use a live teacher")
+    if cfg.student.init is not None:
+        check_init_from_teacher(cfg)
+
+
+def check_init_from_teacher(cfg: CausalLMRecipe) -> None:
+    given = [k for k in ("path", "architecture") if getattr(cfg.student, k)] + (["config"] if cfg.student.config else [])
+    if given:
+        raise ConfigError(f"student.init.from_teacher builds the student from the teacher: drop student.{given[0]}")
+    if cfg.teacher is None:
+        raise ConfigError("student.init.from_teacher needs the teacher's weights: give teacher.path "
+                          "(with a store too: the teacher is loaded once to cut the student out of it)")
+    if method_class(cfg).cross_tokenizer or cfg.student.tokenizer:
+        raise ConfigError("student.init.from_teacher: the student keeps the teacher's tokenizer, so a cross-tokenizer "
+                          "method or another student.tokenizer does not apply")
 
 
 # ----------------------------------------------------------------------------- models
@@ -72,12 +88,25 @@ def load_models(cfg: CausalLMRecipe) -> tuple[nn.Module | None, nn.Module, Any, 
     teacher = load_causal_lm(cfg.teacher.path, cfg.teacher.dtype) if cfg.teacher else None
     tokenizer, teacher_tokenizer = load_tokenizers(cfg)
     torch.manual_seed(cfg.seed)
-    if cfg.student.path:
+    if cfg.student.init is not None:
+        student = None  # cut out of the teacher once the calibration blocks are loaded (LMRun)
+    elif cfg.student.path:
         student = load_causal_lm(cfg.student.path, cfg.student.dtype)
     else:
         base = load_config(cfg.student.architecture) if cfg.student.architecture else teacher.config
         student = student_from_config(base, cfg.student.config, cfg.student.dtype)
     return teacher, student, tokenizer, teacher_tokenizer
+
+
+def student_from_teacher(cfg: CausalLMRecipe, teacher: nn.Module, train_data: Any, pad_id: int) -> tuple[nn.Module, dict]:
+    """The student pruned out of the teacher (student.init.from_teacher), importances measured on the first
+    calibration_examples training blocks; returns it and what was kept."""
+    spec = cfg.student.init.from_teacher
+    n = min(spec.calibration_examples, len(train_data))
+    examples = train_data[:n] if isinstance(train_data, np.ndarray) else [train_data[i] for i in range(n)]
+    batches = TokenBatches(examples, batch_size=cfg.eval.batch_size, pad_id=pad_id, shuffle=False).all_batches()
+    student, report = prune_from_teacher(teacher, spec, batches)
+    return student.to(DTYPES[cfg.student.dtype]), report
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -103,6 +132,7 @@ class LMRun:
         self.cfg, self.folder, self.rank, self.world = cfg, folder, rank, world
         self.reader: StoreReader | None = None
         self.teacher_tokenizer = None
+        self.init_report: dict[str, Any] | None = None  # what student.init.from_teacher kept
         self.cross = method_class(cfg).cross_tokenizer
         teacher = self._open_store() if cfg.store is not None else self._load_live()
         same_vocab = [teacher] if teacher is not None and not self.cross else []
@@ -122,6 +152,9 @@ class LMRun:
         teacher, self.student, self.tokenizer, self.teacher_tokenizer = load_models(self.cfg)
         self.train_data, self.eval_data = load_lm_data(self.cfg, self.tokenizer)
         check_held_out(held_out_tokens(self.eval_data), self.cfg, "data")
+        if self.student is None:
+            self.student, self.init_report = student_from_teacher(self.cfg, teacher, self.train_data,
+                                                                  self.tokenizer.pad_token_id)
         return teacher
 
     def _open_store(self) -> None:
@@ -146,13 +179,16 @@ class LMRun:
                               "needs a store cached with one (distill cache with this recipe)")
         check_held_out(sum(s["tokens"] for s in manifest["splits"].get("eval", [])), cfg, f"store {cfg.store.path}")
         torch.manual_seed(cfg.seed)
-        if cfg.student.path:
+        self.train_data, self.eval_data = self.reader.examples("train"), self.reader.examples("eval")
+        if cfg.student.init is not None:  # the teacher's weights are needed once, to cut the student out
+            self.student, self.init_report = student_from_teacher(cfg, load_causal_lm(cfg.teacher.path, cfg.teacher.dtype),
+                                                                  self.train_data, self.tokenizer.pad_token_id)
+        elif cfg.student.path:
             self.student = load_causal_lm(cfg.student.path, cfg.student.dtype)
         else:
             base = load_config(cfg.student.architecture) if cfg.student.architecture else config_from_dict(manifest["teacher_config"])
             self.student = student_from_config(base, cfg.student.config, cfg.student.dtype)
         self.teacher_vocab = manifest.get("vocab_size", 0)
-        self.train_data, self.eval_data = self.reader.examples("train"), self.reader.examples("eval")
         return None
 
     def _teacher_source(self) -> Any:
@@ -217,6 +253,10 @@ class LMRun:
                                   chunk_size=self.cfg.eval.chunk_size)
         return {**metrics, "params": count_parameters(self.teacher_body)}
 
+    def init_metrics(self, folder: Path) -> dict[str, Any]:
+        """The student right after student.init.from_teacher: size, held-out figures, kept layers / widths."""
+        return {**self.evaluate(), **self.init_report, "params": count_parameters(self.student)}
+
     def train(self, folder: Path) -> dict[str, Any]:
         batches = self.batches()
         context = LMContext(steps_per_epoch=len(batches), epochs=self.cfg.train.epochs, num_train=len(self.train_data),
@@ -278,6 +318,8 @@ def run(cfg: CausalLMRecipe, *, resume: bool = False, overwrite: bool = False) -
     stages: dict[str, dict[str, Any]] = {}
     if ctx.teacher is not None:
         stages["teacher"] = ctx.teacher_metrics()
+    if ctx.init_report is not None:
+        stages["student-init"] = folder.stage("student-init", ctx.init_metrics)
     stages[f"student-{cfg.method.name}"] = folder.stage(f"student-{cfg.method.name}", ctx.train)
     barrier()
     if rank != 0:

@@ -19,6 +19,27 @@ class TeacherLMSpec:
 
 
 @dataclass(kw_only=True)
+class FromTeacherSpec:
+    """A student cut out of the teacher (distill.models.prune): depth (ShortGPT) and/or width (Minitron)."""
+
+    layers: Optional[list[int]] = option(None, help="keep exactly these teacher decoder layers (0-based)")
+    num_layers: Optional[int] = option(None, min=1, help="keep this many decoder layers, chosen by `select`")
+    select: Literal["block_influence", "uniform"] = option(
+        "block_influence", help="block_influence: keep the layers that change the hidden state most on the "
+        "calibration blocks (ShortGPT); uniform: evenly spaced, first and last kept")
+    hidden_size: Optional[int] = option(None, min=1, help="width: keep this many hidden channels (Minitron importance)")
+    intermediate_size: Optional[int] = option(None, min=1, help="width: keep this many MLP channels per layer")
+    num_key_value_heads: Optional[int] = option(None, min=1, help="width: keep this many KV groups per layer "
+                                                "(with their query heads: the grouped-query ratio is kept)")
+    calibration_examples: int = option(32, min=1, help="training blocks the importances are measured on")
+
+
+@dataclass(kw_only=True)
+class StudentInitSpec:
+    from_teacher: FromTeacherSpec = option(help="prune the teacher into the student (needs teacher.path)")
+
+
+@dataclass(kw_only=True)
 class StudentLMSpec:
     path: Optional[str] = option(None, help="start from this pretrained model (default: a scaled-down copy of the teacher)")
     architecture: Optional[str] = option(None, help="a model folder whose config (and tokenizer) define a new, randomly "
@@ -26,6 +47,9 @@ class StudentLMSpec:
     config: dict[str, Any] = option(default_factory=dict, help="fields replaced in the base config for a new "
                                     "student, e.g. {hidden_size: 256, num_hidden_layers: 4}")
     dtype: DType = option("float32")
+    init: Optional[StudentInitSpec] = option(None, help="initialise the student from the teacher's weights, e.g. "
+                                             "{from_teacher: {num_layers: 15}}; the run records its size and "
+                                             "held-out perplexity right after")
     tokenizer: Optional[str] = option(None, help="the student's tokenizer (default: the student's folder, else the "
                                       "teacher's); another vocabulary than the teacher's needs a cross-tokenizer method")
 

@@ -22,10 +22,12 @@ from distill.data.stream import ArrayBatches, normalize
 from distill.errors import ConfigError
 from distill.eval import classification_metrics, count_parameters, cpu_latency, predict_logits
 from distill.eval.probe import linear_probe_accuracy
+from distill.eval.teacher_check import diagnostic_warnings, method_temperature, soft_target_diagnostics
 from distill.methods.base import METHODS, MethodConfig, build_method, method_names
 from distill.methods.context import ClassificationContext
 from distill.models import FrozenTeacher, create_model
 from distill.models.io import export_model, load_weights
+from distill.models.preprocess import attach_preprocessing, input_transform
 from distill.models.registry import check_model_args
 from distill.models.teacher_sources import LiveLogits, StoredLogits
 from distill.tasks.classification.data import load_data, load_logits, open_store
@@ -49,6 +51,7 @@ def check(cfg: ClassificationRecipe) -> None:
         check_model_args(spec.name, spec.kwargs, where)
         if spec.checkpoint is None and spec.train is None and not spec.random_init:
             raise ConfigError(f"{where}: give a checkpoint to load, a train section to train it first, or random_init: true")
+        check_preprocessing(spec, where)
     if cfg.store is not None and cfg.teacher is None and cfg.data.augment != "none":
         raise ConfigError("stored teacher logits are of the unaugmented images: set data.augment: none "
                           "(or train with the live teacher)")
@@ -56,6 +59,26 @@ def check(cfg: ClassificationRecipe) -> None:
             cfg.teacher is None or (cfg.teacher.name, cfg.teacher.kwargs) != (cfg.student.name, cfg.student.kwargs)):
         raise ConfigError("student.init_from_teacher needs a teacher of the same architecture as the student "
                           "(same name and kwargs)")
+
+
+def check_preprocessing(spec: TeacherSpec, where: str) -> None:
+    if spec.normalize == "given" and (spec.mean is None or spec.std is None or len(spec.mean) != len(spec.std)):
+        raise ConfigError(f"{where}.normalize: given needs {where}.mean and {where}.std, one value per channel")
+    if spec.normalize != "given" and (spec.mean is not None or spec.std is not None):
+        raise ConfigError(f"{where}.mean/std are read only with {where}.normalize: given")
+    if spec.train is not None and (spec.normalize != "dataset" or spec.input_size is not None):
+        raise ConfigError(f"{where}.normalize / input_size describe a loaded teacher; a teacher trained here "
+                          "sees the dataset's normalised inputs")
+    if any(s <= 0 for s in spec.std or []):
+        raise ConfigError(f"{where}.std: every value must be > 0 (got {spec.std})")
+
+
+def preprocessing_of(spec: TeacherSpec, data: ImageSplits) -> Any:
+    """The forward pre-hook transform from the dataset's normalised inputs to what `spec`'s model expects."""
+    channels = data.train_x.shape[1]
+    if spec.mean is not None and len(spec.mean) != channels:
+        raise ConfigError(f"teacher.mean has {len(spec.mean)} values; the images have {channels} channels")
+    return input_transform(data.mean, data.std, spec.normalize, spec.mean, spec.std, spec.input_size)
 
 
 def teachers_of(cfg: ClassificationRecipe) -> list[TeacherSpec]:
@@ -158,6 +181,7 @@ class ClassificationRun:
         self.cfg, self.folder, self.run_dir = cfg, folder, folder.path
         self.data, self.held_out = load_data(cfg)
         self.teacher_test_logits: torch.Tensor | None = None
+        self.warnings: list[str] = []  # teacher diagnostics (distill.eval.teacher_check)
         self.stored_train_logits: torch.Tensor | None = None
         self.extra_teachers: list[FrozenTeacher] = []
 
@@ -227,6 +251,7 @@ def teacher_stage(run: ClassificationRun, spec: TeacherSpec, name: str, seed: in
     """Train, load or randomly initialise one teacher; export it to <run>/<name>/."""
     if spec.train is None:
         model = build_model(spec, run.data, seed, "teacher")
+        attach_preprocessing(model, preprocessing_of(spec, run.data))  # a hook: the exported weights are unchanged
         folder = run.run_dir / name
         export_model(model, folder, model_card(spec, run.data))
         return model, run.final_metrics(model, spec.name, folder)
@@ -250,7 +275,21 @@ def prepare_teachers(ctx: ClassificationRun, results: dict[str, dict[str, Any]])
         ctx.teacher_test_logits = ctx.logits(teacher)
     elif ctx.cfg.store is not None:
         ctx.use_store()
+    if ctx.teacher_test_logits is not None:
+        check_teacher_signal(ctx, results)
     return teacher
+
+
+def check_teacher_signal(ctx: ClassificationRun, results: dict[str, dict[str, Any]]) -> None:
+    """Diagnostics of the teacher's held-out logits at the method's temperature, with one-line warnings
+    (printed, and kept in the summary for the report) before any student trains."""
+    figures = soft_target_diagnostics(ctx.teacher_test_logits, ctx.data.test_y, method_temperature(ctx.cfg.method),
+                                      ctx.cfg.eval.ece_bins)
+    ctx.warnings = diagnostic_warnings(figures)
+    if "teacher" in results:
+        results["teacher"]["diagnostics"] = figures
+    for line in ctx.warnings:
+        print(f"warning: {line}", flush=True)
 
 
 def run(cfg: ClassificationRecipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
@@ -267,4 +306,4 @@ def run(cfg: ClassificationRecipe, *, resume: bool = False, overwrite: bool = Fa
         _, results[name] = Stage(ctx, name, cfg.student, base, cfg.train, student_seed).execute(teacher)
     name = f"student-{cfg.method.name}"
     _, results[name] = Stage(ctx, name, cfg.student, cfg.method, cfg.train, student_seed).execute(teacher)
-    return ctx.folder.write_summary("classification", results, table, dataset=cfg.data.name)
+    return ctx.folder.write_summary("classification", results, table, dataset=cfg.data.name, warnings=ctx.warnings)

@@ -36,6 +36,12 @@ class TeacherSpec(ModelSpec):
                                             "e.g. {name: focal, gamma: 2}")
     augment: Optional[str] = option(None, help="teacher-stage augmentation (default: data.augment), e.g. strong")
     random_init: bool = option(False, help="use the randomly initialised model as the teacher (no training)")
+    normalize: Literal["dataset", "none", "given"] = option(
+        "dataset", help="the inputs this (loaded) teacher expects: dataset (the dataset's mean/std, as the student), "
+        "none (raw [0, 1] pixels), given (its own mean and std below)")
+    mean: Optional[list[float]] = option(None, help="normalize: given: per-channel mean of [0, 1] pixels")
+    std: Optional[list[float]] = option(None, help="normalize: given: per-channel std of [0, 1] pixels")
+    input_size: Optional[int] = option(None, min=1, help="resize inputs to this square size for this teacher")
 
 
 @dataclass(kw_only=True)
