@@ -175,8 +175,7 @@ def cross_tokenizer(line: dict[str, Any]) -> list[str]:
 def cross_tokenizer_memory(line: dict[str, Any]) -> list[str]:
     out = ["| method | N tokens | chunked loss peak GiB | dense loss peak GiB | ratio |", "|---|---|---|---|---|"]
     results = line["figures"]["results"]
-    for c in (r for r in results if r["mode"] == "chunked"):
-        d = next(r for r in results if r["mode"] == "dense" and r["method"] == c["method"] and r["tokens"] == c["tokens"])
+    for c, d in zip(results[0::2], results[1::2]):  # the benchmark appends (chunked, dense) pairs
         dense = d.get("peak_bytes", d.get("estimated_peak_bytes"))
         mark = "" if "peak_bytes" in d else " (estimated, not run)"
         out.append(f"| {c['method']} | {c['tokens']:,} | {c['peak_bytes'] / 2 ** 30:.2f} | "
