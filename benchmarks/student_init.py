@@ -27,10 +27,10 @@ DATA = {"python-docs": str(common.SHARED / "data/text/python-docs-rst.tar.xz"),
 CANDIDATES = {  # name -> student section
     "depth50": {"init": {"from_teacher": {"num_layers": 15}}},
     "depth50-uniform": {"init": {"from_teacher": {"num_layers": 15, "select": "uniform"}}},
-    "width50": {"init": {"from_teacher": {"hidden_size": 512, "intermediate_size": 768, "num_key_value_heads": 2}}},
+    "width50": {"init": {"from_teacher": {"intermediate_size": 640, "num_key_value_heads": 2}}},
     "random50": {"config": {"num_hidden_layers": 15}},
     "depth30": {"init": {"from_teacher": {"num_layers": 9}}},
-    "width30": {"init": {"from_teacher": {"hidden_size": 448, "intermediate_size": 512, "num_key_value_heads": 2}}},
+    "width30": {"init": {"from_teacher": {"hidden_size": 384, "intermediate_size": 512, "num_key_value_heads": 2}}},
     "random30": {"config": {"num_hidden_layers": 9}},
 }
 

@@ -303,6 +303,10 @@ def prune_from_teacher(teacher: nn.Module, spec: Any, batches: list[dict[str, Te
     widths = {"hidden": _checked_width("hidden_size", spec.hidden_size, cfg.hidden_size),
               "mlp": _checked_width("intermediate_size", spec.intermediate_size, cfg.intermediate_size),
               "kv": _checked_width("num_key_value_heads", spec.num_key_value_heads, cfg.num_key_value_heads)}
+    heads = (widths["kv"] or cfg.num_key_value_heads) * (cfg.num_attention_heads // cfg.num_key_value_heads)
+    if (widths["hidden"] or cfg.hidden_size) % heads:
+        raise ConfigError(f"student.init.from_teacher: hidden_size {widths['hidden'] or cfg.hidden_size} is not a "
+                          f"multiple of the {heads} attention heads kept (transformers requires it)")
     if any(v is not None for v in widths.values()):
         importance = width_importance(model, batches)
         plan = PrunePlan(list(range(len(layers))))

@@ -124,6 +124,7 @@ def test_keeping_everything_is_an_exact_copy():
     (FromTeacherSpec(layers=[0, 0]), "distinct indexes"),
     (FromTeacherSpec(layers=[1], num_layers=1), "not both"),
     (FromTeacherSpec(hidden_size=64), "the teacher has 32"),
+    (FromTeacherSpec(hidden_size=30), "not a multiple of the 4 attention heads"),
 ])
 def test_impossible_requests_fail_with_one_line(spec, message):
     model, batches = teacher_and_batches()
