@@ -90,18 +90,24 @@ def method_summary(figures: dict[str, Any]) -> list[tuple[str, list[tuple[float,
     return rows
 
 
+def write_recipe(out_dir: Path, name: str, recipe: dict[str, Any]) -> Path:
+    """<out_dir>/recipes/<name>.yaml: `recipe` named `name`, writing its run under out_dir, without progress bars."""
+    import yaml
+    path = Path(out_dir) / "recipes" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({**recipe, "name": name, "output_dir": str(out_dir), "progress": False}))
+    return path
+
+
 def train_subprocess(out_dir: Path, name: str, recipe: dict[str, Any]) -> dict[str, Any]:
     """`distill train` of `recipe` in its own process (so its peak RSS is the run's own); reuses a finished run.
 
     Returns the run's summary with "peak_rss_bytes" added.
     """
-    import yaml
     folder = Path(out_dir) / name
     summary = folder / "summary.json"
     if not summary.is_file():
-        path = Path(out_dir) / "recipes" / f"{name}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump({**recipe, "name": name, "output_dir": str(out_dir), "progress": False}))
+        path = write_recipe(out_dir, name, recipe)
         wrapper = ("import sys\nfrom distill.cli import main\ncode = main(sys.argv[1:])\n"
                    "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
                    "print('PEAK_KB', peak)\nsys.exit(code)")

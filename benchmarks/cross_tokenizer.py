@@ -185,7 +185,7 @@ def teacher_store(teacher: str, method: str, args) -> dict:
         recipe = {**quality_recipe("ce", 0, argparse.Namespace(**{**vars(args), "store_k": 0}),
                                    {"path": student_init(0)}),
                   "teacher": {"path": teacher}, "store": store, "method": METHODS[method][1]}
-        path = write_recipe(f"cache-{kind}", recipe)
+        path = common.write_recipe(OUT, f"cache-{kind}", recipe)
         start = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", "import sys; from distill.cli import main; sys.exit(main(sys.argv[1:]))",
                               "cache", str(path)], cwd=common.ROOT,
@@ -208,7 +208,7 @@ def aligned_scores(model_dirs: dict[str, str], steps: int) -> dict[str, dict]:
     from distill.tasks import load_recipe
     from distill.tasks.causal_lm.data import load_lm_data
     scoring = argparse.Namespace(steps=steps, store_k=0)
-    _, cfg = load_recipe(write_recipe("score", quality_recipe("gold", 0, scoring, {"architecture": SMOL, "config": STUDENT})))
+    _, cfg = load_recipe(common.write_recipe(OUT, "score", quality_recipe("gold", 0, scoring, {"architecture": SMOL, "config": STUDENT})))
     s_tok, t_tok = load_tokenizer(SMOL), load_tokenizer(GEMMA)
     _, held = load_lm_data(cfg, s_tok)
     source = AlignedTokenTeacher(FrozenTeacher(LMBody(load_causal_lm(GEMMA))), Aligner(s_tok, t_tok), len(t_tok),
@@ -232,14 +232,6 @@ class MemoTeacher:
         if key not in self.memo:
             self.memo[key] = self.source.signal(batch, mask)
         return self.memo[key]
-
-
-def write_recipe(name: str, recipe: dict) -> Path:
-    import yaml
-    path = OUT / "recipes" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({**recipe, "name": name, "output_dir": str(OUT), "progress": False}))
-    return path
 
 
 def section_quality(args, prefix: str, student_of, methods: list[str], seeds: list[int], steps: int,

@@ -48,14 +48,6 @@ def recipe(name: str, args, steps: int) -> dict:
             "eval": {"batch_size": 4}}
 
 
-def write_recipe(name: str, values: dict) -> Path:
-    import yaml
-    path = OUT / "recipes" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({**values, "name": name, "output_dir": str(OUT), "progress": False}))
-    return path
-
-
 def non_embedding(model: torch.nn.Module) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
 
@@ -79,7 +71,7 @@ def section_init(args) -> dict:
     from distill.tasks.skeleton import Run
     rows = {}
     for name in CANDIDATES:
-        path = write_recipe(f"init-{name}", recipe(name, args, args.steps))
+        path = common.write_recipe(OUT, f"init-{name}", recipe(name, args, args.steps))
         _, cfg = load_recipe(path)
         ctx = LMRun(cfg, Run(cfg, resume=False, overwrite=True), 0, 1)
         metrics = evaluate_lm(LMBody(ctx.student), None, ctx.eval_batches(), vocab_size=ctx.vocab)
