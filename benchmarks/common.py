@@ -60,8 +60,9 @@ def latest_result(name: str) -> dict[str, Any] | None:
 
 
 def student_stage(summary: dict[str, Any]) -> dict[str, Any]:
-    """The student stage's figures in a run's summary.json (the stage named student-<method>)."""
-    return next(v for k, v in summary["stages"].items() if k.startswith("student-"))
+    """The student stage's figures in a run's summary.json (the stage named student-<method>; the
+    student-init row, the student right after student.init.from_teacher, is not it)."""
+    return next(v for k, v in summary["stages"].items() if k.startswith("student-") and k != "student-init")
 
 
 def table(columns: list[str], rows: list[list[Any]]) -> str:

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Callable
 
@@ -180,6 +181,84 @@ def cross_tokenizer_memory(line: dict[str, Any]) -> list[str]:
         mark = "" if "peak_bytes" in d else " (estimated, not run)"
         out.append(f"| {c['method']} | {c['tokens']:,} | {c['peak_bytes'] / 2 ** 30:.2f} | "
                    f"{dense / 2 ** 30:.2f}{mark} | {c['peak_bytes'] / dense:.3f} |")
+    return out
+
+
+def latest_with(name: str, key: str) -> dict[str, Any] | None:
+    """The last line of benchmarks/results/<name>.jsonl whose figures hold `key` (benchmarks with sections)."""
+    path = common.RESULTS / f"{name}.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+    return next((x for x in reversed(lines) if key in x["figures"]), None)
+
+
+@formatter("student_init")
+def student_init(line: dict[str, Any]) -> list[str]:
+    out = []
+    init = latest_with("student_init", "init")
+    if init is not None:
+        t = init["figures"]["init"]["teacher"]
+        out += [f"At init (`{init['command']}`):", "", "| student | params | non-emb share | ppl at init | latency ms |",
+                "|---|---|---|---|---|"]
+        out += [f"| {n} | {r['params'] / 1e6:.1f}M | {r['non_embedding'] / t['non_embedding']:.2f} | {r['perplexity']:,.2f} | "
+                f"{r['latency_ms']:.0f} |" for n, r in init["figures"]["init"].items()]
+    train = latest_with("student_init", "train")
+    if train is not None:
+        out += ["", f"Distilled (`{train['command']}`, commit {train['commit']}):", "",
+                "| student | params | ppl at init | ppl after | / teacher | steps | train tok/s | train s |",
+                "|---|---|---|---|---|---|---|---|"]
+        for n, r in train["figures"]["train"].items():
+            init_ppl = f"{r['init_perplexity']:,.1f}" if r.get("init_perplexity") else "-"
+            out.append(f"| {n} | {r['params'] / 1e6:.1f}M | {init_ppl} | {r['perplexity']:,.2f} | "
+                       f"{r['perplexity'] / r['teacher_perplexity']:.2f}x | {r['steps']} | {r['train_tokens_per_s']:.0f} | "
+                       f"{r['train_seconds']:.0f} |")
+    return out
+
+
+@formatter("logit_reuse")
+def logit_reuse(line: dict[str, Any]) -> list[str]:
+    f = line["figures"]
+    return ["| student stage | teacher logits | train s | test acc % |", "|---|---|---|---|",
+            f"| CE only | - | {f['ce_seconds']:.1f} | {100 * f['ce_accuracy']:.2f} |",
+            f"| KD | live, every batch (`teacher.logits: live`) | {f['live_seconds']:.1f} | {100 * f['live_accuracy']:.2f} |",
+            f"| KD | computed once (`auto`, the default) | {f['auto_seconds']:.1f} | {100 * f['auto_accuracy']:.2f} |",
+            f"| **live / auto** | | **{f['live_over_auto']:.2f}x** | |"]
+
+
+@formatter("teacher_dtype")
+def teacher_dtype(line: dict[str, Any]) -> list[str]:
+    f = line["figures"]
+    return ["| teacher dtype | forward tok/s | held-out ppl | KL to fp32 mean / p99 / max | top-1 agreement |",
+            "|---|---|---|---|---|",
+            f"| float32 | {f['fp32_tokens_per_s']:.0f} | {f['perplexity_fp32']:.3f} | 0 | 1 |",
+            f"| bfloat16 | {f['bf16_tokens_per_s']:.0f} | {f['perplexity_bf16']:.3f} | {f['kl_mean']:.2e} / "
+            f"{f['kl_p99']:.2e} / {f['kl_max']:.2e} | {f['top1_agreement']:.4f} |",
+            f"| native bfloat16 on this CPU: {f['native_bfloat16']}; `auto` picks {f['auto_picks']} | | | {f['tokens']} tokens | |"]
+
+
+@formatter("cls_student_init")
+def cls_student_init(line: dict[str, Any]) -> list[str]:
+    f = line["figures"]
+    out = [f"| {f['student']} from {f['teacher']} ({100 * f['teacher_accuracy']:.2f} %) | acc at init % | acc after KD % | seeds |",
+           "|---|---|---|---|"]
+    for name, runs in f["runs"].items():
+        init = [r["init_accuracy"] for r in runs if r["init_accuracy"] is not None]
+        out.append(f"| {name} | {pm(init) if init else '-'} | {pm([r['accuracy'] for r in runs])} | {len(runs)} |")
+    return out
+
+
+@formatter("sweep")
+def sweep(line: dict[str, Any]) -> list[str]:
+    f, s = line["figures"], line["figures"]["sweep"]
+    defaults = {k: v["default"] for k, v in s["space"].items()}
+    out = [f"{s['trials']} trials ({', '.join(f'{v} {k}' for k, v in s['states'].items())}) in {s['seconds'] / 60:.1f} min; "
+           f"best trial {s['best']['number']}: validation accuracy {100 * s['best']['value']:.2f} % (the recipe's values: "
+           f"{100 * (s['defaults_validation_accuracy'] or 0):.2f} %). Then retrained, full test split:", "",
+           "| values | " + " | ".join(k.split(".")[-1] for k in defaults) + " | test acc % | seeds |",
+           "|---|" + "---|" * len(defaults) + "---|---|"]
+    for arm, values in (("recipe defaults", defaults), (f"best of {s['trials']}", s["best"]["values"])):
+        runs = f["defaults" if arm.startswith("recipe") else "best"]
+        out.append(f"| {arm} | " + " | ".join(f"{float(values[k]):.4g}" for k in defaults) +
+                   f" | {pm([r['accuracy'] for r in runs])} | {len(runs)} |")
     return out
 
 

@@ -5,6 +5,9 @@
     distill validate RECIPE [RECIPE ...]
     distill methods [--models] [--datasets] [--divergences]
     distill report RUN_DIR
+    distill eval-embeddings MODEL [--teacher PATH] [--suites ...] [--max-examples N] [--out FILE.json]
+    distill students RECIPE [key=value ...] [--batch-size N] [--seed S]
+    distill sweep RECIPE [key=value ...] [--trials N] [--resume] [--overwrite]
 """
 from __future__ import annotations
 
@@ -15,11 +18,22 @@ from typing import Callable
 from distill.data.images import DATASETS
 from distill.data.store import read_manifest, verify_store
 from distill.errors import DistillError
+from distill.eval import embeddings as emb
 from distill.losses import DIVERGENCES
 from distill.methods import METHODS
 from distill.models import MODELS
 from distill.report.html import build_report
+from distill.report.sweep import format_sweep
+from distill.sweep import sweep
 from distill.tasks import load_recipe
+from distill.tasks.ranking import format_ranking
+
+try:  # distill.models.encoders is being written (issue 14); until it lands, eval-embeddings says so in one line
+    from distill.models.encoders import load_sentence_encoder
+except ModuleNotFoundError as exc:
+    if exc.name != "distill.models.encoders":
+        raise
+    load_sentence_encoder = None
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -59,9 +73,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     task, cfg = load_recipe(args.target, args.overrides)
     manifest = task.cache(cfg, overwrite=args.overwrite)
-    print(f"store {cfg.store.path}: k={manifest['k']}, T={manifest['temperature']}, {manifest['dtype']}, "
-          f"{manifest.get('bytes_per_token', 0):.1f} bytes/token" + (
-              f", teacher held-out perplexity {manifest['teacher_eval_perplexity']:.2f}" if "teacher_eval_perplexity" in manifest else ""))
+    print(task.describe_store(cfg, manifest))
     return 0
 
 
@@ -107,6 +119,48 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("students")
+def cmd_students(args: argparse.Namespace) -> int:
+    """Rank the recipe's candidate students without training (DisWOT): params, latency, score."""
+    size = [f"students.batch_size={args.batch_size}"] if args.batch_size is not None else []  # checked by the schema
+    task, cfg = load_recipe(args.recipe, list(args.overrides) + size)
+    report = task.rank_students(cfg, seed=args.seed)
+    print(format_ranking(report))
+    print(f"\nwritten: {report['path']}")
+    return 0
+
+
+@command("eval-embeddings")
+def cmd_eval_embeddings(args: argparse.Namespace) -> int:
+    """Evaluate a sentence encoder (and its teacher): transfer, retrieval, throughput, size."""
+    limits = emb.Limits.from_counts(args.max_examples, args.max_queries, args.max_documents, args.seed)
+    suites = emb.check_request([args.model] + ([args.teacher] if args.teacher else []), args.suites, args.data)
+    if load_sentence_encoder is None:
+        raise DistillError("eval-embeddings: distill.models.encoders (the sentence-encoder loader) is not built yet")
+    student = load_sentence_encoder(args.model)
+    teacher = load_sentence_encoder(args.teacher) if args.teacher else None
+    result = emb.evaluate_embeddings(student.encode, teacher.encode if teacher else None, suites=suites, limits=limits,
+                                     data_dir=args.data, student_model=student, teacher_model=teacher)
+    result.update(model=args.model, teacher=args.teacher)
+    print(emb.format_embedding_report(result))
+    if args.out:
+        emb.write_result(args.out, result)
+        print(f"\nwritten: {args.out}")
+    return 0
+
+
+@command("sweep")
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Search recipe keys with Optuna (trials are run folders, pruned early); print and write the best recipe."""
+    trials = [f"sweep.trials={args.trials}"] if args.trials is not None else []  # checked by the schema
+    summary = sweep(args.recipe, list(args.overrides) + trials, resume=args.resume, overwrite=args.overwrite)
+    print("\n" + format_sweep(summary))
+    with open(summary["best_recipe"]) as f:
+        print(f"\nbest recipe ({summary['best_recipe']}):\n{f.read()}")
+    print(f"sweep folder: {summary['folder']}\nreport:       {summary['report']}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="distill", description="Knowledge distillation toolkit for PyTorch.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -129,6 +183,29 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--datasets", action="store_true", help="also list datasets")
     r = sub.add_parser("report", help=cmd_report.__doc__)
     r.add_argument("run_dir")
+    e = sub.add_parser("eval-embeddings", help=cmd_eval_embeddings.__doc__)
+    e.add_argument("model", help="a sentence-transformers folder (the student)")
+    e.add_argument("--teacher", default=None, help="a second encoder: adds teacher/teacher and student/teacher rows")
+    e.add_argument("--suites", nargs="+", default=list(emb.SUITES), help=" ".join(emb.SUITES))
+    e.add_argument("--max-examples", type=int, default=emb.Limits.max_examples, help="per transfer split; 0: all (default: %(default)s)")
+    e.add_argument("--max-queries", type=int, default=emb.Limits.max_queries, help="per retrieval suite; 0: all (default: %(default)s)")
+    e.add_argument("--max-documents", type=int, default=emb.Limits.max_documents,
+                   help="per retrieval suite, relevant ones included; 0: all (default: %(default)s)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the subsampling and the classifiers' folds")
+    e.add_argument("--data", default="../shared/data", help="the shared data folder")
+    e.add_argument("--out", default=None, help="write the figures as JSON here")
+    s = sub.add_parser("students", help=cmd_students.__doc__)
+    s.add_argument("recipe", help="a recipe with a students section (candidate students)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. students.init=gaussian")
+    s.add_argument("--batch-size", type=int, default=None, help="samples in the scoring batch (default: students.batch_size)")
+    s.add_argument("--seed", type=int, default=None, help="seed of the batch and the candidates' init (default: the recipe's)")
+    w = sub.add_parser("sweep", help=cmd_sweep.__doc__)
+    w.add_argument("recipe", help="YAML recipe; its sweep section (optional) names the keys to search")
+    w.add_argument("overrides", nargs="*", help="dotted overrides of the recipe and its sweep section, e.g. "
+                   "train.epochs=4 sweep.pruner=none")
+    w.add_argument("--trials", type=int, default=None, help="trials in all (default: sweep.trials, 20)")
+    w.add_argument("--resume", action="store_true", help="continue the sweep in its folder up to the trial count")
+    w.add_argument("--overwrite", action="store_true", help="delete an existing sweep folder of the same name first")
     return p
 
 

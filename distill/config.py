@@ -123,6 +123,14 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     return obj
 
 
+def check_value(value: Any, hint: Any, meta: typing.Mapping, key: str) -> Any:
+    """`value` converted for a field of type `hint` and checked against its `option()` bounds (as at load
+    time); one ConfigError line naming `key` otherwise. Used where values are chosen later (`distill sweep`)."""
+    out = _convert(value, hint, meta, key)
+    _check_bounds(out, meta, key)
+    return out
+
+
 def _convert(value: Any, hint: Any, meta: typing.Mapping, key: str) -> Any:
     registry = meta.get("registry") if meta else None
     if registry is not None:

@@ -7,7 +7,8 @@ from distill.methods import METHODS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "distill"
 TEACHER_KINDS = {"TeacherSignal", "HiddenSignal", "DenseSignal", "TopKSignal", "TeacherChunk", "DenseChunk",
-                 "UniformTailChunk", "BucketChunk", "LiveLogits", "StoredLogits", "LiveTokenTeacher", "StoredTokenTeacher"}
+                 "UniformTailChunk", "BucketChunk", "LiveLogits", "StoredLogits", "LiveTokenTeacher", "StoredTokenTeacher",
+                 "LiveEmbeddings", "StoredEmbeddings"}
 STORE_BATCH_KEYS = {"teacher_logits", "teacher_topk_ids", "teacher_topk_logp", "teacher_tail_logp"}
 
 

@@ -21,6 +21,12 @@ class LogitSource(Protocol):
     def logits(self, batch: dict[str, Any]) -> Tensor: ...
 
 
+class EmbeddingSource(Protocol):
+    """A sentence-embedding teacher: (B, D_t) float32 embeddings for a batch of texts (live or stored)."""
+
+    def embeddings(self, batch: dict[str, Any]) -> Tensor: ...
+
+
 class TokenTeacher(Protocol):
     """A causal-LM teacher: the teacher signal at a batch's valid next-token positions."""
 
@@ -74,3 +80,19 @@ class LMContext(TaskContext):
     teacher: TokenTeacher | None = None
     vocab_size: int = 0
     tokenizer: Any = None
+
+
+@dataclass
+class EmbeddingContext(TaskContext):
+    """Attributes:
+        teacher: the `EmbeddingSource`, or None (label-only objectives).
+        teacher_dim: width of the teacher's embeddings.
+        num_classes: classes of `labelled_batches` (0 when there are none).
+        labelled_batches: () -> iterator of unshuffled sentence batches with a "label" (B,) field,
+            for methods that fit something on labelled data before training (LELP), or None.
+    """
+
+    teacher: EmbeddingSource | None = None
+    teacher_dim: int = 0
+    num_classes: int = 0
+    labelled_batches: Callable[[], Iterator[dict[str, Any]]] | None = None

@@ -1,11 +1,13 @@
 """Teacher sources: a frozen teacher, or a store's batch fields, turned into what methods read.
 
 Classification: `LiveLogits` runs the teacher on batch["x"]; `StoredLogits` looks logits up by
-batch["index"]. Causal LM: `LiveTokenTeacher` runs the frozen teacher body and returns a
+batch["index"]; `ViewLogits` also by which view (of a finite augmentation such as flip) the batch holds. Causal LM: `LiveTokenTeacher` runs the frozen teacher body and returns a
 `HiddenSignal` at the valid positions; `StoredTokenTeacher` reads the top-k fields a store batch
 carries and returns a `TopKSignal`; `AlignedTokenTeacher` re-tokenizes each row's text for a
-teacher with another tokenizer and returns an `AlignedSignal`. Methods see `logits(batch)` /
-`signal(batch, mask)` only.
+teacher with another tokenizer and returns an `AlignedSignal`. Sentence embeddings: `LiveEmbeddings`
+runs a frozen teacher encoder on the texts of a batch (with its own tokenizer); `StoredEmbeddings` looks
+cached (float16) embeddings up by the texts' indices. Methods see `logits(batch)` / `signal(batch, mask)`
+/ `embeddings(batch)` only.
 """
 from __future__ import annotations
 
@@ -38,6 +40,57 @@ class StoredLogits:
 
     def logits(self, batch: dict[str, Any]) -> Tensor:
         return self.table[batch["index"]]
+
+
+@dataclass
+class LiveEmbeddings:
+    """A live sentence-embedding teacher: `encoder` is a FrozenTeacher around a `TextEncoder`.
+
+    It reads the batch's texts (batch["text"]), not the student's token ids, so teacher and student
+    may use different tokenizers; the teacher tokenizes with its own tokenizer and max length.
+    """
+
+    encoder: nn.Module
+
+    def embeddings(self, batch: dict[str, Any]) -> Tensor:
+        """(B, D_t) float32 teacher embeddings of the batch's texts."""
+        model = self.encoder.model
+        tokens = model.tokenize(batch["text"])
+        device = next(model.parameters()).device
+        return self.encoder(tokens["input_ids"].to(device), tokens["attention_mask"].to(device)).float()
+
+
+@dataclass
+class StoredEmbeddings:
+    """Teacher embeddings (num_texts, D_t) computed once (stored float16 to halve memory), looked up
+    by the batch's text indices (batch["index"]) and returned as float32."""
+
+    table: Tensor
+
+    def embeddings(self, batch: dict[str, Any]) -> Tensor:
+        return self.table[batch["index"].to(self.table.device)].float()
+
+
+@dataclass
+class ViewLogits:
+    """Teacher logits of every view of each training image under a finite augmentation (flip: the image
+    and its mirror), looked up by sample index and by the view the batch holds: the view whose image is
+    nearest to batch["x"] (an image equal to its mirror has equal logits for both).
+
+    tables: per view (num_train, C); views: per view a function of normalised (B, C, H, W) images;
+    plain: sample indices -> their unaugmented normalised images.
+    """
+
+    tables: list[Tensor]
+    views: list[Any]
+    plain: Any
+
+    def logits(self, batch: dict[str, Any]) -> Tensor:
+        x, index = batch["x"], batch["index"]
+        plain = self.plain(index)
+        gaps = torch.stack([(x - view(plain)).flatten(1).abs().amax(1) for view in self.views])  # (views, B)
+        which = gaps.argmin(0)
+        return torch.stack([t[index] for t in self.tables])[which, torch.arange(len(index))]
 
 
 @dataclass

@@ -142,7 +142,9 @@ def _extra_curves(metrics: dict[str, list[dict]]) -> list[tuple[str, str, str]]:
     """Extra eval metrics some tasks log (perplexity, divergences)."""
     known = {"perplexity": ("Held-out perplexity", "perplexity"), "kl_to_teacher": ("KL(teacher || student), test", "nats"),
              "proxy_divergence": ("Proxy: KL(teacher || student), held-out", "nats / token"),
-             "golden_divergence": ("Golden: KL(oracle || student), held-out", "nats / token")}
+             "golden_divergence": ("Golden: KL(oracle || student), held-out", "nats / token"),
+             "teacher_cosine": ("Cosine to the teacher's embeddings, held-out", "cosine"),
+             "similarity_pearson": ("Pairwise-similarity correlation with the teacher, held-out", "Pearson r")}
     present = {k for records in metrics.values() for r in records if r.get("kind") == "eval" for k in r}
     return [(k, *known[k]) for k in known if k in present]
 

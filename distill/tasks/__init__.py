@@ -9,6 +9,7 @@ from typing import Any
 from distill.config import apply_overrides, from_dict, load_yaml
 from distill.errors import ConfigError
 from distill.registry import Registry
+from distill.tasks.sweep import check_sweep
 
 TASKS = Registry("task", discover="distill.tasks")
 
@@ -39,4 +40,5 @@ def build_recipe(raw: dict) -> tuple[Any, Any]:
     cfg = from_dict(entry.config, raw)
     task = entry.obj
     task.check(cfg)
+    check_sweep(cfg)
     return task, cfg

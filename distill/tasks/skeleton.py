@@ -93,7 +93,8 @@ class Run:
         now = to_dict(self.cfg)
         if keys is not None:
             before, now = ({k: d.get(k) for k in keys} for d in (before, now))
-        changed = [d for d in diff_keys(before, now) if not d.startswith("progress")]
+        # progress bars, `distill students` candidates and the sweep section do not change what a run trains
+        changed = [d for d in diff_keys(before, now) if not d.startswith(("progress", "students", "sweep"))]
         if not changed:
             return
         if keys is None:
@@ -157,6 +158,26 @@ class Task:
     @staticmethod
     def cache(cfg: Any, *, overwrite: bool = False) -> dict[str, Any]:
         raise ConfigError(f"task {cfg.task!r} has no teacher-signal store")
+
+    @staticmethod
+    def describe_store(cfg: Any, manifest: dict[str, Any]) -> str:
+        """The line `distill cache` prints about the store it wrote (default: top-k logit stores)."""
+        perplexity = manifest.get("teacher_eval_perplexity")
+        return (f"store {cfg.store.path}: k={manifest['k']}, T={manifest['temperature']}, {manifest['dtype']}, "
+                f"{manifest.get('bytes_per_token', 0):.1f} bytes/token"
+                + (f", teacher held-out perplexity {perplexity:.2f}" if perplexity is not None else ""))
+
+    @staticmethod
+    def rank_students(cfg: Any, *, seed: int | None = None) -> dict[str, Any]:
+        """`distill students`: the recipe's candidate students ranked without training (distill.tasks.ranking)."""
+        raise ConfigError(f"task {cfg.task!r} has no training-free student ranking")
+
+    @staticmethod
+    def prepare_sweep(cfg: Any, folder: Path) -> list[str]:
+        """`distill sweep`: build once, under `folder`, what every trial shares (a trained teacher, a store of
+        its outputs) and return the overrides that make a trial use it and score on held-out data
+        (`cfg.sweep.validation`). Default: none; each trial runs the recipe as it is."""
+        return []
 
     @classmethod
     def format_summary(cls, summary: dict[str, Any]) -> str:

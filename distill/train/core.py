@@ -37,6 +37,7 @@ from distill.progress import progress_bar
 from distill.errors import CheckpointError, NonFiniteLossError
 from distill.train import checkpoint as ckpt
 from distill.train.config import TrainConfig
+from distill.train.observe import notify_evaluation
 from distill.train.optim import build_optimizer, lr_factor, set_lr
 from distill.train.protocols import BatchSource, Objective, missing_members
 
@@ -279,6 +280,8 @@ class Trainer:
         self.batches.observe_validation(metrics)
         scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         self._write({"kind": "eval", "step": self.step, "epoch": self.epoch, **scalars})
+        # `distill sweep` reports it to its search engine (and may stop the stage here)
+        notify_evaluation(self.desc, self.epoch, scalars, self.step >= self.total_steps)
         return metrics
 
     def _write(self, record: dict[str, Any]) -> None:

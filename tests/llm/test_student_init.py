@@ -155,3 +155,28 @@ def test_bad_init_recipes_fail_at_load(llm_assets, tmp_path, student, message):
     with pytest.raises(ConfigError, match=message):
         task, cfg = build_recipe(lm_recipe(llm_assets, tmp_path, student=student))
         task.run(cfg, overwrite=True)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_teacher_dtype_auto_is_bfloat16_only_where_the_cpu_runs_it_natively(llm_assets, tmp_path, monkeypatch, native):
+    """teacher.dtype: auto follows the CPU's bfloat16 support; the student is still cut from float32 weights."""
+    import distill.models.hf as hf
+    import distill.tasks.causal_lm.runner as runner
+    monkeypatch.setattr(hf, "fast_bfloat16", lambda: native)
+    loaded, original = [], runner.load_causal_lm
+
+    def recording(source, dtype="float32"):
+        model = original(source, dtype)
+        loaded.append(next(model.parameters()).dtype)
+        return model
+    monkeypatch.setattr(runner, "load_causal_lm", recording)
+    cut = {}
+    monkeypatch.setattr(runner, "prune_from_teacher",
+                        lambda teacher, *a: cut.setdefault("dtype", next(teacher.parameters()).dtype) and prune_from_teacher(teacher, *a))
+    recipe = lm_recipe(llm_assets, tmp_path, student={"init": {"from_teacher": {"num_layers": 1}}})
+    recipe["train"]["max_steps"] = 1
+    task, cfg = build_recipe(recipe)
+    assert cfg.teacher.dtype == "auto"
+    summary = task.run(cfg, overwrite=True)
+    assert summary["stages"]["teacher"]["dtype"] == ("bfloat16" if native else "float32")
+    assert loaded[0] == (torch.bfloat16 if native else torch.float32) and cut["dtype"] == torch.float32

@@ -1,5 +1,6 @@
 """Every registered classification method trains two steps on a tiny model: the student's trainable
-parameters change, the teacher does not (causal-LM methods: tests/llm/test_every_lm_method.py)."""
+parameters change, the teacher does not (causal-LM methods: tests/llm/test_every_lm_method.py; sentence-embedding
+methods: tests/methods/test_every_embedding_method.py)."""
 import pytest
 import torch
 

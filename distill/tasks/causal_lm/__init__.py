@@ -5,7 +5,7 @@ from typing import Any
 
 from distill.tasks import TASKS
 from distill.tasks.causal_lm import cache as cache_module
-from distill.tasks.causal_lm import runner
+from distill.tasks.causal_lm import runner, students
 from distill.tasks.causal_lm.schema import CausalLMRecipe
 from distill.tasks.skeleton import Task
 
@@ -15,7 +15,11 @@ class CausalLMTask(Task):
     """Causal language models: frozen teacher, token-level divergences, chunked loss, DDP."""
 
     left_columns = 1
-    check = staticmethod(runner.check)
+
+    @staticmethod
+    def check(cfg: CausalLMRecipe) -> None:
+        runner.check(cfg)
+        students.check_candidates(cfg)
 
     @staticmethod
     def run(cfg: CausalLMRecipe, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any] | None:
@@ -24,3 +28,7 @@ class CausalLMTask(Task):
     @staticmethod
     def cache(cfg: CausalLMRecipe, *, overwrite: bool = False) -> dict[str, Any]:
         return cache_module.cache(cfg, overwrite=overwrite)
+
+    @staticmethod
+    def rank_students(cfg: CausalLMRecipe, *, seed: int | None = None) -> dict[str, Any]:
+        return students.rank_students(cfg, seed=seed)

@@ -28,7 +28,7 @@ from distill.methods.base import METHODS, build_method
 from distill.methods.context import LMContext
 from distill.models import FrozenTeacher
 from distill.models.hf import (DTYPES, LMBody, check_same_tokenizer, config_from_dict, load_causal_lm, load_config,
-                               load_tokenizer, student_from_config, tokenizer_hash, vocab_limit)
+                               load_tokenizer, resolve_dtype, student_from_config, tokenizer_hash, vocab_limit)
 from distill.models.prune import prune_from_teacher
 from distill.models.teacher_sources import AlignedTokenTeacher, LiveTokenTeacher, StoredAlignedTeacher, StoredTokenTeacher
 from distill.models.vocab_map import build_projection, matched_ids
@@ -152,8 +152,9 @@ class LMRun:
         teacher, self.student, self.tokenizer, self.teacher_tokenizer = load_models(self.cfg)
         self.train_data, self.eval_data = load_lm_data(self.cfg, self.tokenizer)
         check_held_out(held_out_tokens(self.eval_data), self.cfg, "data")
-        if self.student is None:
-            self.student, self.init_report = student_from_teacher(self.cfg, teacher, self.train_data,
+        if self.student is None:  # cut from float32 weights whatever dtype the teacher runs in
+            source = teacher if resolve_dtype(self.cfg.teacher.dtype) == "float32" else load_causal_lm(self.cfg.teacher.path)
+            self.student, self.init_report = student_from_teacher(self.cfg, source, self.train_data,
                                                                   self.tokenizer.pad_token_id)
         return teacher
 
@@ -181,7 +182,7 @@ class LMRun:
         torch.manual_seed(cfg.seed)
         self.train_data, self.eval_data = self.reader.examples("train"), self.reader.examples("eval")
         if cfg.student.init is not None:  # the teacher's weights are needed once, to cut the student out
-            self.student, self.init_report = student_from_teacher(cfg, load_causal_lm(cfg.teacher.path, cfg.teacher.dtype),
+            self.student, self.init_report = student_from_teacher(cfg, load_causal_lm(cfg.teacher.path),
                                                                   self.train_data, self.tokenizer.pad_token_id)
         elif cfg.student.path:
             self.student = load_causal_lm(cfg.student.path, cfg.student.dtype)
@@ -251,7 +252,7 @@ class LMRun:
         else:
             metrics = evaluate_lm(self.teacher_body.model, None, self.eval_batches(), vocab_size=self.vocab,
                                   chunk_size=self.cfg.eval.chunk_size)
-        return {**metrics, "params": count_parameters(self.teacher_body)}
+        return {**metrics, "params": count_parameters(self.teacher_body), "dtype": resolve_dtype(self.cfg.teacher.dtype)}
 
     def init_metrics(self, folder: Path) -> dict[str, Any]:
         """The student right after student.init.from_teacher: size, held-out figures, kept layers / widths."""

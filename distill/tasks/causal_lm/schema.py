@@ -6,6 +6,8 @@ from typing import Any, Literal, Optional
 
 from distill.config import option
 from distill.methods.base import METHODS, MethodConfig
+from distill.tasks.ranking import RankingOptions
+from distill.tasks.sweep import SweepSpec
 from distill.train.config import TrainConfig
 from distill.train.on_policy import OnPolicySpec
 
@@ -15,7 +17,9 @@ DType = Literal["float32", "bfloat16", "float16"]
 @dataclass(kw_only=True)
 class TeacherLMSpec:
     path: str = option(help="local Hugging Face folder (or a hub id, which needs network access)")
-    dtype: DType = option("float32", help="the teacher runs frozen in this dtype")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option(
+        "auto", help="the teacher runs frozen in this dtype; auto: bfloat16 where the CPU runs it natively "
+        "(AVX512-BF16 / AMX), else float32 (its cost in KL to the float32 teacher: benchmarks/teacher_dtype.py)")
 
 
 @dataclass(kw_only=True)
@@ -52,6 +56,25 @@ class StudentLMSpec:
                                              "held-out perplexity right after")
     tokenizer: Optional[str] = option(None, help="the student's tokenizer (default: the student's folder, else the "
                                       "teacher's); another vocabulary than the teacher's needs a cross-tokenizer method")
+
+
+@dataclass(kw_only=True)
+class LMCandidateSpec(StudentLMSpec):
+    """A candidate student of `distill students`: a student spec (same tokenizer as the teacher) and a label."""
+
+    label: Optional[str] = option(None, help="the name it is listed under (default: built from config / init / path)")
+
+
+@dataclass(kw_only=True)
+class LMStudents(RankingOptions):
+    """`distill students`: candidate students ranked by DisWOT at initialisation, without training."""
+
+    batch_size: int = option(8, min=1, help="training blocks / examples in the one scoring batch, also the latency "
+                             "batch; `distill students --batch-size` overrides it")
+    max_tokens: int = option(256, min=2, help="token positions of the batch (drawn with the seed) that the "
+                             "relation (N x N) and semantic terms are computed over")
+    candidates: list[LMCandidateSpec] = option(default_factory=list, help="candidate students, each like the student "
+                                               "section (config, init.from_teacher, path, ...) with an optional label")
 
 
 @dataclass(kw_only=True)
@@ -132,3 +155,6 @@ class CausalLMRecipe:
     threads: Optional[int] = option(None, min=1)
     progress: bool = option(True)
     imports: list[str] = option(default_factory=list)
+    students: Optional[LMStudents] = option(None, help="candidate students for `distill students` (ranked by DisWOT "
+                                            "without training)")
+    sweep: Optional[SweepSpec] = option(None, help="`distill sweep`: the keys to search and how (Optuna)")

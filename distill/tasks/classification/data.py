@@ -22,7 +22,8 @@ from distill.tasks.classification.schema import ClassificationRecipe
 
 
 def load_data(cfg: ClassificationRecipe) -> tuple[ImageSplits, ImageSplits | None]:
-    """(data, held-out split or None): the held-out part is removed from data's training split."""
+    """(data, held-out split or None): the held-out part is removed from data's training split. With
+    data.validation, data's test split is a fraction of the training images, removed from its train split."""
     builder = DATASETS.get(cfg.data.name, field="data.name").obj
     try:
         data = builder(cfg.data.root, **cfg.data.options)
@@ -34,6 +35,9 @@ def load_data(cfg: ClassificationRecipe) -> tuple[ImageSplits, ImageSplits | Non
     if cfg.data.test_subset:
         keep = subset_indices(len(data.test_y), cfg.data.test_subset)
         data.test_x, data.test_y = data.test_x[keep], data.test_y[keep]
+    if cfg.data.validation:  # the held-back training images become the evaluation split; test is not read
+        data = data.hold_out(cfg.data.validation, seed=0)
+        data.name = data.name.replace("(held-out split)", "(validation split)")
     if len(data.train_y) == 0 or len(data.test_y) == 0:
         raise DataError(f"dataset {cfg.data.name!r} has an empty train or test split")
     if not cfg.data.hold_out:

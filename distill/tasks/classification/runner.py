@@ -27,9 +27,10 @@ from distill.methods.base import METHODS, MethodConfig, build_method, method_nam
 from distill.methods.context import ClassificationContext
 from distill.models import FrozenTeacher, create_model
 from distill.models.io import export_model, load_weights
+from distill.models.prune_blocks import init_from_teacher as cut_from_teacher
 from distill.models.preprocess import attach_preprocessing, input_transform
 from distill.models.registry import check_model_args
-from distill.models.teacher_sources import LiveLogits, StoredLogits
+from distill.models.teacher_sources import LiveLogits, StoredLogits, ViewLogits
 from distill.tasks.classification.data import load_data, load_logits, open_store
 from distill.tasks.classification.schema import ClassificationRecipe, ModelSpec, StudentSpec, TeacherSpec
 from distill.tasks.classification.table import table
@@ -59,6 +60,8 @@ def check(cfg: ClassificationRecipe) -> None:
             cfg.teacher is None or (cfg.teacher.name, cfg.teacher.kwargs) != (cfg.student.name, cfg.student.kwargs)):
         raise ConfigError("student.init_from_teacher needs a teacher of the same architecture as the student "
                           "(same name and kwargs)")
+    if cfg.student.init is not None and (cfg.teacher is None or cfg.student.init_from_teacher is not None):
+        raise ConfigError("student.init.from_teacher needs a teacher section and excludes student.init_from_teacher")
 
 
 def check_preprocessing(spec: TeacherSpec, where: str) -> None:
@@ -130,6 +133,11 @@ def model_card(spec: ModelSpec, data: ImageSplits) -> dict[str, Any]:
             "mean": data.mean, "std": data.std}
 
 
+# augmentations with finitely many views, each a function of (N, C, H, W) images (uint8 or normalised):
+# the teacher's logits of every view are computed once and looked up (teacher.logits: auto)
+FINITE_VIEWS = {"none": [lambda x: x], "flip": [lambda x: x, lambda x: x.flip(-1)]}
+
+
 # ----------------------------------------------------------------------------- stages
 
 class Stage:
@@ -139,13 +147,21 @@ class Stage:
                  train_cfg: TrainConfig, seed: int, augment: str | None = None):
         self.run, self.name, self.spec = run, name, spec
         self.method_cfg, self.train_cfg, self.seed, self.augment = method_cfg, train_cfg, seed, augment
+        self.init_report: dict[str, Any] | None = None  # what student.init.from_teacher kept
+        self.init_accuracy: float | None = None  # test accuracy right after that cut
 
     def build(self, teacher: nn.Module | None) -> nn.Module:
         role = "teacher" if self.name.startswith("teacher") else "student"
         model = build_model(self.spec, self.run.data, self.seed, role)
         eps = self.spec.init_from_teacher if isinstance(self.spec, StudentSpec) else None
+        inner = teacher.model if isinstance(teacher, FrozenTeacher) else teacher
         if eps is not None and teacher is not None:
-            init_near(model, teacher.model if isinstance(teacher, FrozenTeacher) else teacher, eps)
+            init_near(model, inner, eps)
+        if isinstance(self.spec, StudentSpec) and self.spec.init is not None and teacher is not None:
+            spec = self.spec.init.from_teacher
+            d = self.run.data
+            images = normalize(d.train_x[:spec.calibration_images], d.mean, d.std)
+            self.init_report = cut_from_teacher(model, inner, images, spec.select)
         return model
 
     def execute(self, teacher: nn.Module | None) -> tuple[nn.Module, dict[str, Any]]:
@@ -157,8 +173,11 @@ class Stage:
         return model, result
 
     def _train(self, model: nn.Module, teacher: nn.Module | None, folder: Path) -> dict[str, Any]:
+        self.init_accuracy = self.run.evaluate(model)["accuracy"] if self.init_report is not None else None
         batches = self.run.batches(self.train_cfg.batch_size, self.augment)
-        context = self.run.context(batches, self.train_cfg, teacher)
+        reuse = self.run.augment_name(self.augment) if teacher is not None and self.run.reuses_logits(
+            self.method_cfg, self.augment) else None
+        context = self.run.context(batches, self.train_cfg, teacher, reuse)
         method = build_method(self.method_cfg, student=model, teacher=teacher, context=context)
         frozen = tuple(t for t in [teacher, *self.run.extra_teachers] if t is not None)
         trainer = Trainer(stage_dir=folder, modules={"student": model, "method": method}, objective=method,
@@ -171,6 +190,12 @@ class Stage:
         export_model(model, folder, model_card(self.spec, self.run.data))
         result = self.run.final_metrics(model, self.spec.name, folder, last_eval)
         result["train_seconds"] = time.perf_counter() - started  # this session's share when resumed
+        if self.init_report is not None:
+            result["init"] = {**self.init_report, "init_accuracy": self.init_accuracy}
+        if teacher is not None or self.run.stored_train_logits is not None:
+            result["teacher_logits"] = "reused" if reuse else "live" if teacher is not None else "store"
+            if reuse and reuse != "none":
+                result["teacher_logits_views"] = len(FINITE_VIEWS[reuse])
         return result
 
 
@@ -183,12 +208,15 @@ class ClassificationRun:
         self.teacher_test_logits: torch.Tensor | None = None
         self.warnings: list[str] = []  # teacher diagnostics (distill.eval.teacher_check)
         self.stored_train_logits: torch.Tensor | None = None
+        self.reused_train_logits: dict[str, list[torch.Tensor]] = {}  # augmentation -> per view (teacher.logits: auto)
         self.extra_teachers: list[FrozenTeacher] = []
 
-    def augmentation(self, name: str | None) -> Any:
+    def augment_name(self, name: str | None) -> str:
         name = name or self.cfg.data.augment
-        name = self.data.default_augment if name == "default" else name
-        return AUGMENTATIONS.get(name, field="data.augment").obj
+        return self.data.default_augment if name == "default" else name
+
+    def augmentation(self, name: str | None) -> Any:
+        return AUGMENTATIONS.get(self.augment_name(name), field="data.augment").obj
 
     def batches(self, batch_size: int, augment: str | None = None) -> ArrayBatches:
         return ArrayBatches(self.data.train_x, self.data.train_y, batch_size=batch_size, mean=self.data.mean,
@@ -213,16 +241,47 @@ class ClassificationRun:
                               mean=self.data.mean, std=self.data.std, seed=self.cfg.seed + 7919)
         return stream.epoch
 
-    def teacher_source(self, teacher: nn.Module | None) -> LiveLogits | StoredLogits | None:
-        """The teacher's training logits: the live teacher, or the store's lookup table."""
-        if teacher is not None:
+    def reuses_logits(self, method_cfg: MethodConfig, augment: str | None) -> bool:
+        """Whether a stage can look the live teacher's logits up instead of running it on every batch:
+        the inputs must be the training images or one of a finite set of their views (FINITE_VIEWS),
+        and the method must need only the teacher's logits (no features, no teacher forwards of its own)."""
+        cls = METHODS.get(method_cfg.name).obj
+        return (self.cfg.teacher is not None and self.cfg.teacher.logits == "auto" and cls.needs_teacher
+                and not cls.needs_live_teacher and self.augment_name(augment) in FINITE_VIEWS)
+
+    def plain_inputs(self, index: torch.Tensor) -> torch.Tensor:
+        return normalize(self.data.train_x[index], self.data.mean, self.data.std)
+
+    def teacher_train_logits(self, teacher: nn.Module, augment: str) -> list[torch.Tensor]:
+        """The teacher's logits on every view of the training images, computed once per run, with the
+        forward `distill cache` uses (so training from the plain view equals training from a store)."""
+        if augment not in self.reused_train_logits:
+            started, views = time.perf_counter(), FINITE_VIEWS[augment]
+            with torch.no_grad():
+                self.reused_train_logits[augment] = [
+                    predict_logits(teacher, view(self.data.train_x), self.data.mean, self.data.std,
+                                   self.cfg.eval.batch_size) for view in views]
+            print(f"teacher logits of {len(self.data.train_y)} training images x {len(views)} view(s) computed once "
+                  f"and reused ({time.perf_counter() - started:.1f} s; teacher.logits: live runs it on every batch)",
+                  flush=True)
+        return self.reused_train_logits[augment]
+
+    def teacher_source(self, teacher: nn.Module | None, reuse: str | None = None) -> Any:
+        """The teacher's training logits: the live teacher, its logits computed once (`reuse`: the
+        augmentation whose views they are of), or the store's table."""
+        if teacher is not None and reuse is None:
             return LiveLogits(teacher)
+        if teacher is not None:
+            tables = self.teacher_train_logits(teacher, reuse)
+            return StoredLogits(tables[0]) if len(tables) == 1 else ViewLogits(tables, FINITE_VIEWS[reuse], self.plain_inputs)
         return StoredLogits(self.stored_train_logits) if self.stored_train_logits is not None else None
 
-    def context(self, batches: ArrayBatches, train_cfg: TrainConfig, teacher: nn.Module | None) -> ClassificationContext:
+    def context(self, batches: ArrayBatches, train_cfg: TrainConfig, teacher: nn.Module | None,
+                reuse: str | None = None) -> ClassificationContext:
         return ClassificationContext(
             num_classes=self.data.num_classes, num_train=len(self.data.train_y), steps_per_epoch=len(batches),
-            epochs=train_cfg.epochs, label_smoothing=train_cfg.label_smoothing, teacher_logits=self.teacher_source(teacher),
+            epochs=train_cfg.epochs, label_smoothing=train_cfg.label_smoothing,
+            teacher_logits=self.teacher_source(teacher, reuse),
             example_input=normalize(self.data.train_x[:2], self.data.mean, self.data.std),
             train_labels=self.data.train_y, plain_train_batches=self.plain_batches,
             held_out_batches=self.held_out_stream(train_cfg.batch_size), extra_teachers=self.extra_teachers)

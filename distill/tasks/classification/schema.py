@@ -6,6 +6,8 @@ from typing import Any, Literal, Optional
 
 from distill.config import option
 from distill.methods.base import METHODS, MethodConfig
+from distill.tasks.ranking import RankingOptions
+from distill.tasks.sweep import SweepSpec
 from distill.train.config import TrainConfig
 
 
@@ -19,12 +21,50 @@ class ModelSpec:
 
 
 @dataclass(kw_only=True)
+class BlocksFromTeacher:
+    """A shallower student of the teacher's family cut out of it (distill.models.prune_blocks)."""
+
+    select: Literal["block_influence", "uniform"] = option(
+        "block_influence", help="which of each stage's blocks to keep: block_influence (those that change their "
+        "input most on the calibration images, ShortGPT) or uniform (evenly spaced); the first is always kept")
+    calibration_images: int = option(256, min=1, help="training images the block influence is measured on")
+
+
+@dataclass(kw_only=True)
+class ClassificationStudentInit:
+    from_teacher: BlocksFromTeacher = option(help="copy the teacher's stem, head and chosen blocks, e.g. "
+                                             "resnet56 -> resnet20 (needs a teacher)")
+
+
+@dataclass(kw_only=True)
 class StudentSpec(ModelSpec):
-    """The student; optionally initialised close to the teacher (same architecture)."""
+    """The student; optionally initialised close to the teacher (same architecture) or cut out of it."""
+
+    init: Optional[ClassificationStudentInit] = option(None, help="start from the teacher's weights: "
+                                                       "{from_teacher: {select: block_influence}}")
 
     init_from_teacher: Optional[float] = option(None, min=0.0, help="start from the teacher's weights plus this "
                                                 "much noise, (w_t + eps * w_rand) / sqrt(1 + eps^2) (random-teacher "
                                                 "self-distillation); needs the teacher's architecture")
+
+
+@dataclass(kw_only=True)
+class CandidateSpec(StudentSpec):
+    """A candidate student of `distill students`: a student spec, a label, and where its features are tapped."""
+
+    label: Optional[str] = option(None, help="the name it is listed under (default: name(kwargs))")
+    feature: Optional[str] = option(None, help="module path of its feature map before pooling, for the relation "
+                                    "term (default: its last feature stage)")
+
+
+@dataclass(kw_only=True)
+class ClassificationStudents(RankingOptions):
+    """`distill students`: candidate students ranked by DisWOT at initialisation, without training."""
+
+    candidates: list[CandidateSpec] = option(default_factory=list, help="candidate students, each like the "
+                                             "student section (name, kwargs, ...) with an optional label")
+    teacher_feature: Optional[str] = option(None, help="module path of the teacher's feature map before pooling "
+                                            "(default: its last feature stage)")
 
 
 @dataclass(kw_only=True)
@@ -42,6 +82,10 @@ class TeacherSpec(ModelSpec):
     mean: Optional[list[float]] = option(None, help="normalize: given: per-channel mean of [0, 1] pixels")
     std: Optional[list[float]] = option(None, help="normalize: given: per-channel std of [0, 1] pixels")
     input_size: Optional[int] = option(None, min=1, help="resize inputs to this square size for this teacher")
+    logits: Literal["auto", "live"] = option(
+        "auto", help="auto: when the student's inputs are not augmented and the method needs only the teacher's "
+        "logits, compute them once on the training images and look them up (as from `distill cache`); live: "
+        "run the teacher on every batch")
 
 
 @dataclass(kw_only=True)
@@ -54,6 +98,9 @@ class DataSpec:
     hold_out: float = option(0.0, min=0.0, max=0.5, help="fraction of the training split held out (methods that "
                              "learn from a validation signal, e.g. tgeo_kd); never trained on directly")
     test_subset: Optional[int] = option(None, min=1, help="use only N test examples (a fixed random subset)")
+    validation: Optional[float] = option(None, min=0.0, min_exclusive=True, max=0.5, help="evaluate on this fraction "
+                                         "of the training split, held out of training, instead of the test split "
+                                         "(how `distill sweep` scores trials: the test split stays unseen)")
 
 
 @dataclass(kw_only=True)
@@ -95,3 +142,6 @@ class ClassificationRecipe:
     threads: Optional[int] = option(None, min=1, help="torch CPU threads (default: torch's choice)")
     progress: bool = option(True, help="show progress bars")
     imports: list[str] = option(default_factory=list, help="python modules to import first (register plugins)")
+    students: Optional[ClassificationStudents] = option(None, help="candidate students for `distill students` "
+                                                        "(ranked by DisWOT without training)")
+    sweep: Optional[SweepSpec] = option(None, help="`distill sweep`: the keys to search and how (Optuna)")

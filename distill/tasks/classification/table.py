@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from distill.report.text import human_count
+
 COLUMNS = ("model", "arch", "accuracy", "NLL", "ECE", "agree", "params", "size", "latency", "speed-up", "train time")
 
 
@@ -12,10 +14,6 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
-
-
-def human_count(n: float) -> str:
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else str(int(n))
 
 
 def summary_rows(summary: dict[str, Any]) -> list[list[str]]:

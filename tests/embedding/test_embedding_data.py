@@ -1,0 +1,93 @@
+"""Embedding data: records from text / TSV / JSONL in every format, the stable held-out split, texts the evaluation
+reads left out, distinct texts, and deterministic batches in each method batch format."""
+import json
+
+import pytest
+import torch
+
+from distill.config import from_dict
+from distill.errors import DataError
+from distill.tasks.embedding.batches import TextBatches
+from distill.tasks.embedding.data import for_batches, load_data
+from distill.tasks.embedding.schema import EmbeddingDataSpec
+
+
+def spec(**fields):
+    return from_dict(EmbeddingDataSpec, {"eval_fraction": 0.0, **fields})
+
+
+def write(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def fake_tokenize(texts):
+    ids = torch.tensor([[len(t), 1] for t in texts])
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def test_every_format_reads_its_records(tmp_path):
+    tsv = write(tmp_path / "t.tsv", ["q1\tp1\tn1", "q2\tp2\tn2", "q1\tp3\tn1"])
+    triples = load_data(spec(format="triples", paths=[tsv])).train
+    assert triples.texts == ["q1", "p1", "n1", "q2", "p2", "n2", "p3"] and triples.records[2] == (0, 6, 2)
+    glosses = load_data(spec(format="sentences", paths=[tsv], column=2)).train
+    assert glosses.texts == ["n1", "n2"]  # distinct texts: a sentence is one example however often it appears
+    jsonl = write(tmp_path / "l.jsonl", [json.dumps({"query": "a", "candidates": ["b", "c"]}),
+                                         json.dumps({"query": "d", "candidates": ["e"], "other": 1})])
+    assert load_data(spec(format="lists", paths=[jsonl])).train.records == [(0, 1, 2), (3, 4)]
+    lines = write(tmp_path / "x.all", ["1 a good film", "0 a bad film", "1 a good film", "0"])
+    labelled = load_data(spec(format="labelled", paths=[lines]))
+    assert labelled.train.texts == ["a good film", "a bad film"] and labelled.train.labels.tolist() == [1, 0]
+    assert labelled.classes == ["0", "1"]
+    assert load_data(spec(paths=[lines], leading_label=True)).train.texts == ["a good film", "a bad film"]
+    records = write(tmp_path / "s.jsonl", [json.dumps({"body": "x y"}), json.dumps({"body": "z"})])
+    assert load_data(spec(paths=[records], field="body")).train.texts == ["x y", "z"]
+
+
+@pytest.mark.parametrize("fmt,lines,name,message", [
+    ("pairs", ["only one column"], "p.tsv", "p.tsv:1: pairs need 2 tab-separated texts per line, found 1"),
+    ("pairs", ["a\tb"], "p.txt", "p.txt:1: pairs are read from TSV or JSONL"),
+    ("triples", ['{"query": "a", "positive": "b"}'], "t.jsonl", "t.jsonl:1: a triples record needs the key 'negative'"),
+    ("lists", ['{"query": "a", "candidates": []}'], "l.jsonl", "'candidates' must be a non-empty list"),
+    ("sentences", ["{not json"], "s.jsonl", "s.jsonl:1: not valid JSON"),
+    ("labelled", ["1\ta"], "x.tsv", "labelled data is read from '<label> <text>' lines or JSONL"),
+])
+def test_malformed_data_fails_with_one_line(tmp_path, fmt, lines, name, message):
+    path = write(tmp_path / name, lines)
+    with pytest.raises(DataError) as info:
+        load_data(spec(format=fmt, paths=[path]))
+    assert "\n" not in str(info.value) and message in str(info.value)
+
+
+def test_held_out_split_is_stable_and_evaluated_texts_are_left_out(tmp_path):
+    texts = [f"sentence {i}" for i in range(200)]
+    small = load_data(spec(paths=[write(tmp_path / "a.txt", texts[:100])], eval_fraction=0.2, max_eval_examples=None))
+    large = load_data(spec(paths=[write(tmp_path / "b.txt", texts)], eval_fraction=0.2, max_eval_examples=None))
+    assert 5 < len(small.held.texts) < 40 and set(small.held.texts) <= set(large.held.texts)
+    assert not set(large.held.texts) & set(large.train.texts)
+    dropped = load_data(spec(paths=[write(tmp_path / "c.txt", texts)]), exclude={"sentence 3", "sentence 7", "other"})
+    assert dropped.excluded == 2 and "sentence 3" not in dropped.train.texts and len(dropped.train.texts) == 198
+    capped = load_data(spec(paths=[str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], max_per_path=10))
+    assert len(capped.train.texts) <= 20 and len(capped.train.records) == len(capped.train.texts)
+
+
+def test_batches_follow_the_method_format_and_resume_anywhere(tmp_path):
+    tsv = write(tmp_path / "t.tsv", [f"q{i}\tp{i}\tn{i}" for i in range(10)])
+    split = load_data(spec(format="triples", paths=[tsv])).train
+    pairs = TextBatches(for_batches(split, "pairs", "triples"), "pairs", fake_tokenize, batch_size=4, seed=3)
+    assert len(pairs) == 2  # 10 pairs: the short third batch is dropped
+    batch = next(pairs.epoch(0))
+    assert set(batch) == {"query", "positive"} and [t[0] for t in batch["positive"]["text"]] == ["p"] * 4
+    assert [split.texts[i] for i in batch["query"]["index"].tolist()] == batch["query"]["text"]
+    later = list(pairs.epoch(1, start=1))
+    assert len(later) == 1 and later[0]["query"]["text"] == list(pairs.epoch(1))[1]["query"]["text"]
+    sentences = TextBatches(for_batches(split, "sentences", "triples"), "sentences", fake_tokenize, batch_size=30)
+    assert sorted(next(sentences.epoch(0))["text"]) == sorted(split.texts)  # every distinct text once
+    jsonl = write(tmp_path / "l.jsonl", [json.dumps({"query": f"q{i}", "candidates": ["a", "b", "c"][: 1 + i % 3]})
+                                         for i in range(4)])
+    lists = TextBatches(load_data(spec(format="lists", paths=[jsonl])).train, "lists", fake_tokenize, batch_size=4,
+                        shuffle=False)
+    batch = next(lists.epoch(0))
+    assert batch["candidate_mask"].tolist() == [[True, False, False], [True, True, False], [True, True, True],
+                                                [True, False, False]]
+    assert batch["candidates"]["text"][:3] == ["a", "a", "a"]  # a short list is padded with its own positive
