@@ -50,13 +50,14 @@ def record(name: str, figures: dict[str, Any], command: str) -> dict[str, Any]:
     return line
 
 
-def latest_result(name: str) -> dict[str, Any] | None:
-    """The last line of benchmarks/results/<name>.jsonl, or None."""
+def latest_result(name: str, key: str | None = None) -> dict[str, Any] | None:
+    """The last line of benchmarks/results/<name>.jsonl (with `key` in its figures, for benchmarks with
+    sections), or None."""
     path = RESULTS / f"{name}.jsonl"
     if not path.is_file():
         return None
     lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return lines[-1] if lines else None
+    return next((x for x in reversed(lines) if key is None or key in x["figures"]), None)
 
 
 def student_stage(summary: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Callable
 
@@ -184,24 +183,17 @@ def cross_tokenizer_memory(line: dict[str, Any]) -> list[str]:
     return out
 
 
-def latest_with(name: str, key: str) -> dict[str, Any] | None:
-    """The last line of benchmarks/results/<name>.jsonl whose figures hold `key` (benchmarks with sections)."""
-    path = common.RESULTS / f"{name}.jsonl"
-    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
-    return next((x for x in reversed(lines) if key in x["figures"]), None)
-
-
 @formatter("student_init")
 def student_init(line: dict[str, Any]) -> list[str]:
     out = []
-    init = latest_with("student_init", "init")
+    init = common.latest_result("student_init", "init")
     if init is not None:
         t = init["figures"]["init"]["teacher"]
         out += [f"At init (`{init['command']}`):", "", "| student | params | non-emb share | ppl at init | latency ms |",
                 "|---|---|---|---|---|"]
         out += [f"| {n} | {r['params'] / 1e6:.1f}M | {r['non_embedding'] / t['non_embedding']:.2f} | {r['perplexity']:,.2f} | "
                 f"{r['latency_ms']:.0f} |" for n, r in init["figures"]["init"].items()]
-    train = latest_with("student_init", "train")
+    train = common.latest_result("student_init", "train")
     if train is not None:
         out += ["", f"Distilled (`{train['command']}`, commit {train['commit']}):", "",
                 "| student | params | ppl at init | ppl after | / teacher | steps | train tok/s | train s |",

@@ -175,8 +175,7 @@ class Stage:
     def _train(self, model: nn.Module, teacher: nn.Module | None, folder: Path) -> dict[str, Any]:
         self.init_accuracy = self.run.evaluate(model)["accuracy"] if self.init_report is not None else None
         batches = self.run.batches(self.train_cfg.batch_size, self.augment)
-        reuse = self.run.augment_name(self.augment) if teacher is not None and self.run.reuses_logits(
-            self.method_cfg, self.augment) else None
+        reuse = self.run.reused_views(self.method_cfg, self.augment) if teacher is not None else None
         context = self.run.context(batches, self.train_cfg, teacher, reuse)
         method = build_method(self.method_cfg, student=model, teacher=teacher, context=context)
         frozen = tuple(t for t in [teacher, *self.run.extra_teachers] if t is not None)
@@ -241,13 +240,15 @@ class ClassificationRun:
                               mean=self.data.mean, std=self.data.std, seed=self.cfg.seed + 7919)
         return stream.epoch
 
-    def reuses_logits(self, method_cfg: MethodConfig, augment: str | None) -> bool:
-        """Whether a stage can look the live teacher's logits up instead of running it on every batch:
-        the inputs must be the training images or one of a finite set of their views (FINITE_VIEWS),
-        and the method must need only the teacher's logits (no features, no teacher forwards of its own)."""
-        cls = METHODS.get(method_cfg.name).obj
-        return (self.cfg.teacher is not None and self.cfg.teacher.logits == "auto" and cls.needs_teacher
-                and not cls.needs_live_teacher and self.augment_name(augment) in FINITE_VIEWS)
+    def reused_views(self, method_cfg: MethodConfig, augment: str | None) -> str | None:
+        """The augmentation whose views' teacher logits a stage can look up instead of running the teacher
+        on every batch (None: it cannot): the inputs must be the training images or one of a finite set of
+        their views (FINITE_VIEWS), and the method must need only the teacher's logits (no features, no
+        teacher forwards of its own)."""
+        cls, name = METHODS.get(method_cfg.name).obj, self.augment_name(augment)
+        usable = (self.cfg.teacher is not None and self.cfg.teacher.logits == "auto" and cls.needs_teacher
+                  and not cls.needs_live_teacher and name in FINITE_VIEWS)
+        return name if usable else None
 
     def plain_inputs(self, index: torch.Tensor) -> torch.Tensor:
         return normalize(self.data.train_x[index], self.data.mean, self.data.std)
