@@ -1,6 +1,6 @@
 # Two set-up commands, both from a fresh clone (Python 3.11 + pip, no GPU, no hub downloads):
 #   make quickstart   venv + install (CPU torch pinned) + the embedded digits default
-#   make test         venv + dev install (with the llm and sweep extras) + the test suite (what CI runs via .ci/run)
+#   make test         venv + dev install (llm, sweep, hf, lora, onnx, trl extras) + the test suite (what CI runs via .ci/run)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[dev,llm,sweep]' $(TORCH)  # the pin again: no extra may move torch
+	$(BIN)/pip install -q -e '.[dev,llm,sweep,hf,lora,onnx,trl]' $(TORCH)  # the pin again: no extra may move torch
 	touch $@
 
 install: $(VENV)/.installed

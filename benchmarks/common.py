@@ -50,14 +50,18 @@ def record(name: str, figures: dict[str, Any], command: str) -> dict[str, Any]:
     return line
 
 
+def all_results(name: str) -> list[dict[str, Any]]:
+    """Every line of benchmarks/results/<name>.jsonl, oldest first ([] when there is no file)."""
+    path = RESULTS / f"{name}.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
 def latest_result(name: str, key: str | None = None) -> dict[str, Any] | None:
     """The last line of benchmarks/results/<name>.jsonl (with `key` in its figures, for benchmarks with
     sections), or None."""
-    path = RESULTS / f"{name}.jsonl"
-    if not path.is_file():
-        return None
-    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return next((x for x in reversed(lines) if key is None or key in x["figures"]), None)
+    return next((x for x in reversed(all_results(name)) if key is None or key in x["figures"]), None)
 
 
 def student_stage(summary: dict[str, Any]) -> dict[str, Any]:

@@ -193,16 +193,21 @@ def student_init(line: dict[str, Any]) -> list[str]:
                 "|---|---|---|---|---|"]
         out += [f"| {n} | {r['params'] / 1e6:.1f}M | {r['non_embedding'] / t['non_embedding']:.2f} | {r['perplexity']:,.2f} | "
                 f"{r['latency_ms']:.0f} |" for n, r in init["figures"]["init"].items()]
-    train = common.latest_result("student_init", "train")
-    if train is not None:
-        out += ["", f"Distilled (`{train['command']}`, commit {train['commit']}):", "",
-                "| student | params | ppl at init | ppl after | / teacher | steps | train tok/s | train s |",
-                "|---|---|---|---|---|---|---|---|"]
-        for n, r in train["figures"]["train"].items():
+    # each arm may come from its own run of the benchmark (one arm per run fits a session): newest line per arm
+    arms: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for result in common.all_results("student_init"):
+        for arm, row in result["figures"].get("train", {}).items():
+            arms[arm] = (row, result)
+    if arms:
+        out += ["", "Distilled for the same number of steps (forward KL + 0.5 CE, live teacher):", "",
+                "| student | params | ppl at init | ppl after | / teacher | steps | train tok/s | train s | commit |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for n, (r, result) in arms.items():
             init_ppl = f"{r['init_perplexity']:,.1f}" if r.get("init_perplexity") else "-"
             out.append(f"| {n} | {r['params'] / 1e6:.1f}M | {init_ppl} | {r['perplexity']:,.2f} | "
                        f"{r['perplexity'] / r['teacher_perplexity']:.2f}x | {r['steps']} | {r['train_tokens_per_s']:.0f} | "
-                       f"{r['train_seconds']:.0f} |")
+                       f"{r['train_seconds']:.0f} | {result['commit']} |")
+        out += ["", "Commands: " + "; ".join(sorted({f"`{result['command']}`" for _, result in arms.values()}))]
     return out
 
 
