@@ -259,6 +259,78 @@ def sweep(line: dict[str, Any]) -> list[str]:
     return out
 
 
+@formatter("fsdp")
+def fsdp(line: dict[str, Any]) -> list[str]:
+    out = ["| student | mode | step s rank 0 / 1 | peak RSS MiB rank 0 / 1 | params + grads + AdamW MiB per rank |",
+           "|---|---|---|---|---|"]
+    for run in common.all_results("fsdp"):
+        f = run["figures"]
+        label = f"{f['params'] / 1e6:.1f}M, {f['layers']} layers" if "params" in f else "16M (first run)"
+        for mode in ("ddp", "fsdp"):
+            r0, r1 = f[f"{mode}_rank0"], f[f"{mode}_rank1"]
+            out.append(f"| {label} | {mode.upper()} | {r0['step_s']:.2f} / {r1['step_s']:.2f} | "
+                       f"{r0['peak_rss_mib']:.0f} / {r1['peak_rss_mib']:.0f} | {r0['state_mib']:.1f} |")
+    return out
+
+
+@formatter("hf_trainer")
+def hf_trainer(line: dict[str, Any]) -> list[str]:
+    out = ["| tokens per step | TRL GKDTrainer peak MiB | DistillationTrainer peak MiB | ratio | s/step TRL / distill | first loss TRL / distill |",
+           "|---|---|---|---|---|---|"]
+    for run in common.all_results("hf_trainer"):
+        f = run["figures"]
+        side = {r["side"]: r for r in f["results"]}
+        t, d = side["trl"], side["distill"]
+        out.append(f"| {f['batch']} x {f['length']} | {t['peak_bytes'] / 2**20:,.0f} | {d['peak_bytes'] / 2**20:,.0f} | "
+                   f"{d['peak_bytes'] / t['peak_bytes']:.2f} | {t['seconds_per_step']:.1f} / {d['seconds_per_step']:.1f} | "
+                   f"{t['first_loss']:.6f} / {d['first_loss']:.6f} |")
+    return out
+
+
+@formatter("onnx_export")
+def onnx_export(line: dict[str, Any]) -> list[str]:
+    out = ["| model | threads | max abs diff | PyTorch / ONNX ms, batch 1 | PyTorch / ONNX ms, batch 32 |", "|---|---|---|---|---|"]
+    for run in common.all_results("onnx_export"):
+        f = run["figures"]
+        for m in f["models"]:
+            lat = m["latency_ms"]
+            out.append(f"| {m['model']} | {f['threads']} | {m['max_abs_diff']:.1e} | {lat['torch']['1']:.3g} / "
+                       f"{lat['onnx']['1']:.3g} | {lat['torch']['32']:.3g} / {lat['onnx']['32']:.3g} |")
+    return out
+
+
+@formatter("hf_source")
+def hf_source(line: dict[str, Any]) -> list[str]:
+    f = line["figures"]
+    return ["| Fashion-MNIST from | seconds |", "|---|---|",
+            f"| idx files | {f['idx_s']:.2f} |", f"| hf save_to_disk, first run (PNG decode) | {f['hf_disk_first_s']:.2f} |",
+            f"| hf save_to_disk, decoded arrays cached | {f['hf_disk_cached_s']:.2f} |",
+            f"| hf parquet, first {f['cap']} rows per split | {f['hf_parquet_capped_s']:.2f} |",
+            f"| hf parquet streaming, first {f['cap']} rows per split | {f['hf_parquet_streaming_s']:.2f} |",
+            f"| tensors equal to the idx loader's | {f['equal_to_idx']} |"]
+
+
+@formatter("embedding")
+def embedding(line: dict[str, Any]) -> list[str]:
+    rows, goals = line["figures"]["rows"], line["figures"]["targets"]
+    suites = list(rows["teacher"]["ndcg"])
+    speed0 = rows["teacher"]["sentences_per_s"]
+    out = ["| model | dim | params | sent/s (x teacher) | transfer acc % | " + " | ".join(f"nDCG@10 {s}" for s in suites)
+           + " | " + " | ".join(f"q -> teacher index {s}" for s in suites) + " |", "|---|" + "---|" * (4 + 2 * len(suites))]
+    for name, r in rows.items():
+        params = f"{r['params'] / 1e6:.1f}M" if r.get("params") else "-"
+        asym = [f"{100 * r['asym_ndcg'][s]:.1f}" if s in r["asym_ndcg"] else "-" for s in suites]
+        out.append(f"| {name} | {r['dim']} | {params} | {r['sentences_per_s']:.1f} ({r['sentences_per_s'] / speed0:.1f}x) | "
+                   f"{100 * r['transfer']['mean']:.1f} | " + " | ".join(f"{100 * r['ndcg'][s]:.1f}" for s in suites)
+                   + " | " + " | ".join(asym) + " |")
+    kept = ", ".join(f"{s} {100 * v:.1f} %" for s, v in goals["ndcg_kept"].items())
+    asym = ", ".join(f"{s} {100 * v:.1f} %" for s, v in goals["asym_vs_teacher"].items())
+    out += ["", f"minilm-leaf keeps {100 * goals['transfer_kept']:.1f} % of the teacher's transfer accuracy (target 95), "
+            f"nDCG@10 kept: {kept} (target 90), student-query / teacher-index nDCG@10 vs teacher/teacher: {asym} "
+            f"(target 95), speed {goals['speedup']:.1f}x the teacher (target 4)."]
+    return out
+
+
 def section() -> str:
     parts = []
     for name, fn in FORMATTERS.items():

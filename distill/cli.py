@@ -4,7 +4,8 @@
     distill cache RECIPE [key=value ...] [--overwrite]  |  distill cache --verify STORE
     distill validate RECIPE [RECIPE ...]
     distill methods [--models] [--datasets] [--divergences]
-    distill report RUN_DIR
+    distill report RUN_DIR  |  distill report RUN_DIR RUN_DIR ... (or 'runs/*') [--out report.html]
+    distill export RUN_DIR [--student NAME] [--format onnx] [--out DIR] [--opset N] [--runs N] [--atol X]
     distill eval-embeddings MODEL [--teacher PATH] [--suites ...] [--max-examples N] [--out FILE.json]
     distill students RECIPE [key=value ...] [--batch-size N] [--seed S]
     distill sweep RECIPE [key=value ...] [--trials N] [--resume] [--overwrite]
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import sys
 from typing import Callable
 
@@ -19,9 +21,11 @@ from distill.data.images import DATASETS
 from distill.data.store import read_manifest, verify_store
 from distill.errors import DistillError
 from distill.eval import embeddings as emb
+from distill.export.onnx import DEFAULT_OPSET, FORMATS, export_run, format_export
 from distill.losses import DIVERGENCES
 from distill.methods import METHODS
 from distill.models import MODELS
+from distill.report.compare_page import build_comparison, format_comparison
 from distill.report.html import build_report
 from distill.report.sweep import format_sweep
 from distill.sweep import sweep
@@ -114,9 +118,28 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 @command("report")
 def cmd_report(args: argparse.Namespace) -> int:
-    """(Re)build report.html from a run folder."""
-    print(build_report(args.run_dir))
+    """(Re)build a run folder's report.html, or compare several runs (paths or globs) in one page (--out)."""
+    if len(args.run_dirs) == 1 and args.out is None and not glob.has_magic(args.run_dirs[0]):
+        print(build_report(args.run_dirs[0]))
+        return 0
+    path, comparison = build_comparison(args.run_dirs, args.out or "report.html")
+    print(format_comparison(comparison))
+    print(f"\nreport: {path}")
     return 0
+
+
+@command("export")
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a run's students (ONNX), check them with onnxruntime against PyTorch and time both."""
+    export = export_run(args.run_dir, student=args.student, fmt=args.format, out=args.out, opset=args.opset,
+                        runs=args.runs, atol=args.atol)
+    print(format_export(export))
+    bad = [s for s, r in export["students"].items() if not r["ok"]]
+    for stage in bad:
+        print(f"FAILED  {stage}: ONNX output differs from PyTorch by {export['students'][stage]['max_abs_diff']:.2e} "
+              f"(> --atol {args.atol:g})", file=sys.stderr)
+    print(f"\nsummary: {args.run_dir}/summary.json (export)\nreport:  {build_report(args.run_dir)}")
+    return 1 if bad else 0
 
 
 @command("students")
@@ -182,7 +205,17 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--divergences", action="store_true", help="also list token divergences and their options")
     m.add_argument("--datasets", action="store_true", help="also list datasets")
     r = sub.add_parser("report", help=cmd_report.__doc__)
-    r.add_argument("run_dir")
+    r.add_argument("run_dirs", nargs="+", metavar="run_dir", help="a run folder; several (or a quoted glob) to compare")
+    r.add_argument("--out", default=None, help="the comparison page (default: ./report.html); one run folder "
+                   "without --out rebuilds its own report.html")
+    x = sub.add_parser("export", help=cmd_export.__doc__)
+    x.add_argument("run_dir", help="a finished classification or embedding run folder")
+    x.add_argument("--student", default=None, help="one student (kd or student-kd; default: every student)")
+    x.add_argument("--format", default="onnx", choices=FORMATS)
+    x.add_argument("--out", default=None, help="write <out>/<student>.onnx (default: <run>/<student>/model.onnx)")
+    x.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default: %(default)s)")
+    x.add_argument("--runs", type=int, default=30, help="timed forwards per batch size (default: %(default)s)")
+    x.add_argument("--atol", type=float, default=1e-4, help="largest |ONNX - PyTorch| accepted (default: %(default)s)")
     e = sub.add_parser("eval-embeddings", help=cmd_eval_embeddings.__doc__)
     e.add_argument("model", help="a sentence-transformers folder (the student)")
     e.add_argument("--teacher", default=None, help="a second encoder: adds teacher/teacher and student/teacher rows")

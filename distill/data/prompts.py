@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from distill.data.text import read_documents, tsv_column
 from distill.errors import DataError
@@ -49,10 +49,17 @@ def jsonl_prompts(tokenizer: Any, path: str, max_prompt: int) -> list[dict[str, 
 def text_prompts(tokenizer: Any, paths: list[str], *, prompt_tokens: int, completion_tokens: int,
                  column: int | None = None) -> list[dict[str, Any]]:
     """(prompt, continuation) token pairs cut from consecutive stretches of each document."""
+    texts = (tsv_column(text, column) if column is not None else text for _, text in read_documents(paths))
+    return prompts_from_texts(tokenizer, texts, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+def prompts_from_texts(tokenizer: Any, texts: Iterable[str], *, prompt_tokens: int,
+                       completion_tokens: int) -> list[dict[str, Any]]:
+    """`text_prompts` of the given texts (one document each)."""
     out = []
     span = prompt_tokens + completion_tokens
-    for _, text in read_documents(paths):
-        ids = tokenizer(tsv_column(text, column) if column is not None else text, add_special_tokens=False)["input_ids"]
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         for start in range(0, len(ids) - span + 1, span):
             out.append({"prompt": ids[start:start + prompt_tokens],
                         "completion": ids[start + prompt_tokens:start + span], "answer": None})

@@ -19,7 +19,7 @@ import json
 import lzma
 import tarfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -104,10 +104,19 @@ def tokenize_texts(tokenizer: Any, texts: list[str], desc: str) -> list[list[int
 def packed_text_blocks(tokenizer: Any, paths: list[str], *, block_size: int, eval_fraction: float,
                        column: int | None, fingerprint: str) -> dict[str, np.ndarray]:
     """{"train": (N, L), "eval": (M, L)} packed blocks, cached on disk by source and tokenizer."""
+    return pack_documents_cached(tokenizer, lambda: list(read_documents(paths)), block_size=block_size,
+                                 eval_fraction=eval_fraction, column=column, fingerprint=fingerprint,
+                                 where=f"data.paths {paths}")
+
+
+def pack_documents_cached(tokenizer: Any, read: Callable[[], list[tuple[str, str]]], *, block_size: int,
+                          eval_fraction: float, column: int | None, fingerprint: str, where: str) -> dict[str, np.ndarray]:
+    """`packed_text_blocks` of the (name, text) documents `read()` returns (called only when not cached);
+    the held-out documents are chosen by a hash of their name."""
     def build() -> dict[str, np.ndarray]:
-        docs = list(read_documents(paths))
+        docs = read()
         if not docs:
-            raise DataError(f"data.paths {paths}: no text documents found")
+            raise DataError(f"{where}: no text documents found")
         texts = [tsv_column(t, column) if column is not None else t for _, t in docs]
         split = [is_eval_document(name, eval_fraction) for name, _ in docs]
         if eval_fraction and not any(split):  # too few documents for the hash split: hold out the last one
@@ -173,11 +182,12 @@ def jsonl_examples(tokenizer: Any, path: str, max_length: int) -> list[dict[str,
             record = json.loads(line)
         except ValueError:
             raise DataError(f"{path}:{n}: not valid JSON") from None
-        out.append(_record_example(tokenizer, record, max_length, f"{path}:{n}"))
+        out.append(record_example(tokenizer, record, max_length, f"{path}:{n}"))
     return out
 
 
-def _record_example(tokenizer: Any, record: dict, max_length: int, where: str) -> dict[str, list[int]]:
+def record_example(tokenizer: Any, record: dict, max_length: int, where: str) -> dict[str, list[int]]:
+    """One example of a chat ("messages"), prompt + completion, or "text" record (a JSONL line or a dataset row)."""
     if "messages" in record:
         return chat_example(tokenizer, record["messages"], max_length)
     if "prompt" in record and "completion" in record:

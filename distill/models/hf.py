@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from distill.errors import ConfigError
+from distill.models.lora import effective_weight
+from distill.train.fsdp import gather_root
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -140,4 +142,7 @@ class LMBody(nn.Module):
 
     @property
     def head_weight(self) -> Tensor:
-        return self.lm.get_output_embeddings().weight
+        """(V, H): the output-embedding weight; for a LoRA head (`distill.models.lora`), W + s * B @ A."""
+        # sharded by FSDP2 and not gathered by a forward yet (evaluation reads the head first): gather it
+        gather_root(self, self.lm.get_output_embeddings().weight)
+        return effective_weight(self.lm.get_output_embeddings())

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from distill.errors import DistillError
+from distill.export.table import export_table
 from distill.fileio import atomic_write_text
 
 STYLE = """
@@ -130,7 +131,7 @@ def build_report(run_dir: str | Path) -> Path:
             f"<style>{STYLE}</style></head><body><h1>{html.escape(summary['name'])}</h1>"
             f"<p class='muted'>task {html.escape(summary.get('task', '?'))} · dataset {html.escape(str(summary.get('dataset', '?')))}"
             f" · method {html.escape(str(summary.get('method', '?')))}</p>"
-            f"<h2>Results (test set)</h2>{summary_table(summary)}{_notes(summary)}"
+            f"<h2>Results (test set)</h2>{summary_table(summary)}{_notes(summary)}{_export_section(summary)}"
             f"<h2>Curves</h2><div class='grid'>{images}</div>"
             f"<h2>Resolved config</h2><pre>{config}</pre></body></html>")
     out = run_dir / "report.html"
@@ -154,3 +155,17 @@ def _notes(summary: dict[str, Any]) -> str:
              "model.safetensors; latency = median batch-1 CPU forward; speed-up = teacher latency / model latency.")
     warnings = "".join(f"<p class='warn'>warning: {html.escape(line)}</p>" for line in summary.get("warnings", []))
     return warnings + (f"<p class='muted'>{notes}</p>" if summary.get("task") == "classification" else "")
+
+
+def _export_section(summary: dict[str, Any]) -> str:
+    """The students `distill export` wrote (ONNX): max |ONNX - PyTorch| and both runtimes' latency."""
+    if not summary.get("export", {}).get("students"):
+        return ""
+    header, rows = export_table(summary["export"])
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    e = summary["export"]
+    return (f"<h2>Exported ({html.escape(e['format'])})</h2><table><tr>{head}</tr>{body}</table>"
+            f"<p class='muted'>max |diff| against PyTorch on {html.escape(next(iter(e['students'].values()))['inputs'])}"
+            f"; latency: median of {e['runs']} forwards per batch size, PyTorch and onnxruntime alternated, "
+            f"{e['threads']} thread(s); speed-up = PyTorch / ONNX.</p>")

@@ -95,7 +95,6 @@ def write_checkpoint(root: Path, step: int, weights: dict[str, Tensor], optimize
                      state: dict[str, Any], keep: int = 2, stage: str = "") -> Path:
     """Write checkpoint `step` atomically under `root` and point latest.json at it."""
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -104,6 +103,12 @@ def write_checkpoint(root: Path, step: int, weights: dict[str, Tensor], optimize
     opt_tensors, opt_meta = optimizer_to_flat(optimizer)
     save_tensors(opt_tensors, tmp / "optimizer.safetensors")
     atomic_write_text(tmp / "state.json", json.dumps({**state, "optimizer": opt_meta, "step": step}))
+    return publish(root, tmp, step, keep)
+
+
+def publish(root: Path, tmp: Path, step: int, keep: int) -> Path:
+    """Rename the complete folder `tmp` to `root/step-<step>`, then point latest.json at it and prune old ones."""
+    final = root / f"step-{step:08d}"
     fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(final)
@@ -139,6 +144,9 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Any]]:
     """(weights, optimizer tensors, state) of one checkpoint folder."""
+    if (path / "dcp").is_dir():
+        raise CheckpointError(f"checkpoint {path} was written with train.distributed: fsdp (torch.distributed.checkpoint): "
+                              "resume it with distributed: fsdp")
     try:
         state = json.loads((path / "state.json").read_text())
         return load_file(str(path / "weights.safetensors")), load_file(str(path / "optimizer.safetensors")), state

@@ -5,6 +5,19 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from distill.config import option
+from distill.errors import ConfigError
+
+
+@dataclass(kw_only=True)
+class FSDPConfig:
+    """Fully sharded data parallelism (FSDP2, `train.distributed: fsdp`): how the models are sharded."""
+
+    shard_teacher: bool = option(False, help="also shard the frozen teacher's decoder layers (a teacher too large "
+                                 "for one process); its head and embeddings are gathered while it runs")
+    reshard_after_forward: bool = option(True, help="free each decoder layer's gathered weights after its forward "
+                                         "(less memory, one more all-gather in backward)")
+    mixed_precision: bool = option(False, help="gather the student's weights in bfloat16 for compute; the "
+                                   "shards, the optimizer and the gradient reduction stay float32")
 
 
 @dataclass(kw_only=True)
@@ -38,3 +51,12 @@ class TrainConfig:
     eval_every: int = option(1, min=1, help="evaluate every this many epochs (and at the end)")
     eval_every_steps: Optional[int] = option(None, min=1, help="also evaluate every this many optimizer steps")
     log_every: int = option(20, min=1, help="optimizer steps between training-metric lines")
+    distributed: Literal["ddp", "fsdp"] = option("ddp", help="under torchrun: ddp replicates the student on every "
+                                                 "rank; fsdp shards it (causal_lm) and checkpoints with "
+                                                 "torch.distributed.checkpoint, resumable at another world size")
+    fsdp: FSDPConfig = option(default_factory=FSDPConfig, help="sharding options of distributed: fsdp")
+
+    def __post_init__(self) -> None:
+        if self.distributed == "fsdp" and self.swa_start_epoch is not None:
+            raise ConfigError("train.swa_start_epoch: weight averaging is not supported with train.distributed: fsdp "
+                              "(use distributed: ddp)")

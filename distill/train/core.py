@@ -16,7 +16,9 @@ world size because DDP averages gradients over ranks.
 
 Resume: checkpoints hold model, optimizer, step, data position (epoch, batch) and RNG states;
 learning-rate schedules are functions of the step and batches are functions of
-(seed, epoch, batch), so a resumed run reproduces an uninterrupted one bit for bit on CPU.
+(seed, epoch, batch), so a resumed run reproduces an uninterrupted one bit for bit on CPU. With
+`train.distributed: fsdp` the tensors go to torch.distributed.checkpoint instead (`distill.train.fsdp`),
+written by every rank and loadable at any world size.
 """
 from __future__ import annotations
 
@@ -34,8 +36,9 @@ from tqdm import tqdm
 
 from distill.progress import progress_bar
 
-from distill.errors import CheckpointError, NonFiniteLossError
+from distill.errors import CheckpointError, ConfigError, NonFiniteLossError
 from distill.train import checkpoint as ckpt
+from distill.train import fsdp
 from distill.train.config import TrainConfig
 from distill.train.observe import notify_evaluation
 from distill.train.optim import build_optimizer, lr_factor, set_lr
@@ -76,18 +79,24 @@ class Trainer:
         evaluate: optional () -> {metric: value}, called every `cfg.eval_every` epochs and at the end.
         frozen: modules that must never be optimized (the teacher); checked, not trained.
         ddp_module: when running data-parallel, the DDP-wrapped module (for no_sync).
+        sharded_module: under `train.distributed: fsdp` with several ranks, the FSDP2 root the task
+            sharded (`distill.train.fsdp`); checkpoints are then written by every rank in DCP format.
     """
 
     def __init__(self, *, stage_dir: Path, modules: dict[str, nn.Module], objective: Objective, batches: BatchSource,
                  cfg: TrainConfig, evaluate: Callable[[], dict[str, float]] | None = None,
                  frozen: tuple[nn.Module, ...] = (), progress: bool = True, desc: str = "train",
-                 ddp_module: nn.Module | None = None, swa_bn_inputs: Callable[[], Iterator[Any]] | None = None):
+                 ddp_module: nn.Module | None = None, swa_bn_inputs: Callable[[], Iterator[Any]] | None = None,
+                 sharded_module: nn.Module | None = None):
         _check_protocol(objective, Objective, "objective", "distill.train.protocols.ObjectiveHooks")
         _check_protocol(batches, BatchSource, "batches", "distill.data.source.BatchSourceHooks")
         self.stage_dir, self.modules, self.objective = Path(stage_dir), modules, objective
         self.batches, self.cfg, self.evaluate = batches, cfg, evaluate
         self.progress, self.desc, self.ddp_module = progress, desc, ddp_module
         self.rank, self.world_size = world()
+        if cfg.distributed == "fsdp" and self.world_size > 1 and sharded_module is None:
+            raise ConfigError(f"train.distributed: fsdp: {desc} does not shard its models under torchrun "
+                              "(causal_lm does): use distributed: ddp")
         self.optimizer = build_optimizer(self._trainable(frozen), cfg)
         self.steps_per_epoch = len(batches)
         if self.steps_per_epoch == 0:
@@ -293,12 +302,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def _state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "total_steps": self.total_steps,
+                "rng": ckpt.rng_state(), "objective": self.objective.extra_state(), "batches": self.batches.state()}
+
     def _save(self) -> None:
+        if self.cfg.distributed == "fsdp":  # every rank writes its shards (DCP); rank 0 writes state.json
+            fsdp.write_dcp_checkpoint(self.checkpoint_dir, self.step, nn.ModuleDict(self.modules), self.optimizer,
+                                      self._state(), self.cfg.keep_checkpoints, self.desc)
+            return
         if self.rank != 0:
             return
         weights = {f"{name}/{k}": v for name, m in self.modules.items() for k, v in m.state_dict().items()}
-        state = {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "total_steps": self.total_steps,
-                 "rng": ckpt.rng_state(), "objective": self.objective.extra_state(), "batches": self.batches.state()}
+        state = self._state()
         if self.swa is not None:
             weights.update({f"swa/{k}": v for k, v in self.swa.average.items()})
             state["swa_count"] = self.swa.count
@@ -308,6 +324,9 @@ class Trainer:
     def _resume(self) -> None:
         path = ckpt.latest_checkpoint(self.checkpoint_dir)
         if path is None:
+            return
+        if self.cfg.distributed == "fsdp":  # any world size: DCP reshards on load
+            self._restore(fsdp.read_dcp_checkpoint(path, nn.ModuleDict(self.modules), self.optimizer))
             return
         weights, opt_tensors, state = ckpt.read_checkpoint(path)
         for name, module in self.modules.items():
@@ -321,6 +340,10 @@ class Trainer:
         if self.swa is not None:
             self.swa.average = {k[4:]: v for k, v in weights.items() if k.startswith("swa/")}
             self.swa.count = state.get("swa_count", 0)
+        self._restore(state)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """The non-tensor part of a checkpoint: data position, RNG states, method and batch-source state."""
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         ckpt.set_rng_state(state["rng"])
         self.objective.load_extra_state(state.get("objective", {}))

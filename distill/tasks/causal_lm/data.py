@@ -12,11 +12,13 @@ from typing import Any
 import numpy as np
 
 from distill.config import to_dict
+from distill.data import hf_source
 from distill.data.prompts import jsonl_prompts, text_prompts
 from distill.data.subset import subset_indices
 from distill.data.text import jsonl_examples, packed_text_blocks, text_fingerprint
 from distill.errors import DataError
 from distill.models.hf import tokenizer_hash
+from distill.tasks.causal_lm import hf_data
 from distill.tasks.causal_lm.schema import CausalLMRecipe
 from distill.train.generation import completion_example
 
@@ -61,8 +63,12 @@ def load_prompt_records(cfg: CausalLMRecipe, tokenizer: Any) -> tuple[list, list
         def read(paths: list[str]) -> list:
             return text_prompts(tokenizer, paths, prompt_tokens=d.prompt_tokens, completion_tokens=d.completion_tokens,
                                 column=d.column)
-    train = read(d.paths)
-    train, held = (train, read(d.eval_paths)) if d.eval_paths else split_held_out(train, d.eval_fraction)
+    if d.hf is not None:  # the same records from a dataset's rows (distill.tasks.causal_lm.hf_data)
+        train = hf_data.prompt_records(d, tokenizer, d.hf.split)
+        held = hf_data.prompt_records(d, tokenizer, d.hf.eval_split) if d.hf.eval_split else None
+    else:
+        train, held = read(d.paths), read(d.eval_paths) if d.eval_paths else None
+    train, held = (train, held) if held is not None else split_held_out(train, d.eval_fraction)
     return random_subset(train, d.max_train_examples), random_subset(held, d.max_eval_examples)
 
 
@@ -81,7 +87,9 @@ def load_lm_data(cfg: CausalLMRecipe, tokenizer: Any) -> tuple[Any, Any]:
         eos = tokenizer.eos_token_id
         return ([completion_example(r["prompt"], r["completion"], eos) for r in train],
                 [completion_example(r["prompt"], r["completion"], eos) for r in held])
-    if d.format == "text":
+    if d.hf is not None:
+        train, held = _hf_examples(cfg, tokenizer)
+    elif d.format == "text":
         blocks = _packed(cfg, tokenizer, d.paths, 0.0 if d.eval_paths else d.eval_fraction)
         train, held = blocks["train"], blocks["eval"]
         if d.eval_paths:
@@ -94,8 +102,22 @@ def load_lm_data(cfg: CausalLMRecipe, tokenizer: Any) -> tuple[Any, Any]:
             train, held = split_held_out(train, d.eval_fraction)
     train, held = random_subset(train, d.max_train_examples), random_subset(held, d.max_eval_examples)
     if len(train) == 0:
-        raise DataError(f"data.paths {d.paths}: no training examples (texts shorter than one block of {d.block_size} tokens?)")
+        raise DataError(f"data {d.label()}: no training examples (texts shorter than one block of {d.block_size} tokens?)")
     return train, held
+
+
+def _hf_examples(cfg: CausalLMRecipe, tokenizer: Any) -> tuple[Any, Any]:
+    """(train, eval) of data.format text or jsonl from data.hf: eval_split, else held out as for files."""
+    d, hf = cfg.data, cfg.data.hf
+    if d.format == "text":
+        settings = f"{d.block_size}|{len(tokenizer)}|{tokenizer.eos_token_id}|{tokenizer_hash(tokenizer)}"
+        blocks = hf_data.packed_blocks(d, tokenizer, hf.split, 0.0 if hf.eval_split else d.eval_fraction, settings)
+        held = hf_data.packed_blocks(d, tokenizer, hf.eval_split, 0.0, settings)["train"] if hf.eval_split else None
+        return blocks["train"], blocks["eval"] if held is None else held
+    train = hf_data.examples(d, tokenizer, hf.split)
+    if hf.eval_split:
+        return train, hf_data.examples(d, tokenizer, hf.eval_split)
+    return split_held_out(train, d.eval_fraction)
 
 
 def held_out_tokens(examples: Any) -> int:
@@ -117,7 +139,10 @@ def check_held_out(tokens: int, cfg: CausalLMRecipe, where: str) -> None:
 def dataset_fingerprint(cfg: CausalLMRecipe, tokenizer: Any) -> str:
     """What decides the examples: sources, format, packing / truncation, split, caps, tokenizer."""
     d = cfg.data
-    settings = json.dumps({k: v for k, v in to_dict(d).items() if k not in ("paths", "eval_paths")}, sort_keys=True)
+    # hf leaves the settings, so a recipe without it keeps the fingerprint it had before data.hf existed
+    settings = json.dumps({k: v for k, v in to_dict(d).items() if k not in ("paths", "eval_paths", "hf")}, sort_keys=True)
     parts = [text_fingerprint(d.paths, settings), text_fingerprint(d.eval_paths, settings) if d.eval_paths else "",
              tokenizer_hash(tokenizer)]
+    if d.hf is not None:  # path, name, splits, columns, caps and the source's content (streaming reads the same)
+        parts.append(hf_source.fingerprint(d.hf))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

@@ -1,10 +1,12 @@
 """Causal-LM runs: frozen HF teacher (or a teacher-signal store), HF student, token-level method,
 held-out perplexity and divergence to the teacher.
 
-Under `torchrun` every rank trains on its own share of each global batch (DDP, gloo on CPU);
-only rank 0 writes the run folder, checkpoints and reports. The run folder holds
+Under `torchrun` every rank trains on its own share of each global batch (DDP, gloo on CPU; or,
+with `train.distributed: fsdp`, FSDP2 shards of the student and optionally the teacher:
+`distill.train.fsdp`); only rank 0 writes the run folder, reports and (DDP) checkpoints. The run folder holds
 `student-<method>/` (checkpoints, metrics.jsonl, `model/` in Hugging Face format with the
-tokenizer) and summary.json. The teacher reaches the method as a teacher source
+tokenizer; with `student.lora` also `adapter/`, and `model/` is the merged model: `distill.models.lora`)
+and summary.json. The teacher reaches the method as a teacher source
 (`distill.models.teacher_sources`): live or stored, the method cannot tell.
 """
 from __future__ import annotations
@@ -29,6 +31,8 @@ from distill.methods.context import LMContext
 from distill.models import FrozenTeacher
 from distill.models.hf import (DTYPES, LMBody, check_same_tokenizer, config_from_dict, load_causal_lm, load_config,
                                load_tokenizer, resolve_dtype, student_from_config, tokenizer_hash, vocab_limit)
+from distill.models.lora import (apply_lora, check_quantize, export_lora, load_quantized, parameter_counts,
+                                 peft_module)
 from distill.models.prune import prune_from_teacher
 from distill.models.teacher_sources import AlignedTokenTeacher, LiveTokenTeacher, StoredAlignedTeacher, StoredTokenTeacher
 from distill.models.vocab_map import build_projection, matched_ids
@@ -40,6 +44,7 @@ from distill.tasks.causal_lm.table import table
 from distill.tasks.skeleton import Run, check_method
 from distill.train.core import Trainer, set_determinism
 from distill.train.distributed import all_reduce_sum, barrier, init_from_env
+from distill.train.fsdp import full_state_dict, release, shard_lm
 from distill.train.on_policy import OnPolicyBatches
 
 
@@ -54,6 +59,21 @@ def check(cfg: CausalLMRecipe) -> None:
         raise ConfigError("on_policy samples new completions, which a store cannot score: use a live teacher")
     if cfg.student.init is not None:
         check_init_from_teacher(cfg)
+    if cfg.student.lora is not None:
+        peft_module()  # a missing peft fails here, before any model is loaded
+        check_quantize(cfg.student.lora, cfg.student.path)
+    if cfg.train.distributed == "fsdp":
+        check_fsdp(cfg)
+
+
+def check_fsdp(cfg: CausalLMRecipe) -> None:
+    """train.distributed: fsdp shards the body the fused loss runs through; what runs the student another way is refused."""
+    if cfg.on_policy is not None:
+        raise ConfigError("train.distributed: fsdp: on_policy generation runs the student outside its sharded body; "
+                          "use distributed: ddp")
+    if cfg.student.lora is not None:
+        raise ConfigError("train.distributed: fsdp: LoRA students train a few adapters, which fit one process: "
+                          "use distributed: ddp")
 
 
 def check_init_from_teacher(cfg: CausalLMRecipe) -> None:
@@ -91,11 +111,19 @@ def load_models(cfg: CausalLMRecipe) -> tuple[nn.Module | None, nn.Module, Any, 
     if cfg.student.init is not None:
         student = None  # cut out of the teacher once the calibration blocks are loaded (LMRun)
     elif cfg.student.path:
-        student = load_causal_lm(cfg.student.path, cfg.student.dtype)
+        student = load_student_path(cfg)
     else:
         base = load_config(cfg.student.architecture) if cfg.student.architecture else teacher.config
         student = student_from_config(base, cfg.student.config, cfg.student.dtype)
     return teacher, student, tokenizer, teacher_tokenizer
+
+
+def load_student_path(cfg: CausalLMRecipe) -> nn.Module:
+    """student.path loaded in student.dtype, or quantized through bitsandbytes (student.lora.quantize: QLoRA)."""
+    lora = cfg.student.lora
+    if lora is not None and lora.quantize is not None:
+        return load_quantized(cfg.student.path, lora)
+    return load_causal_lm(cfg.student.path, cfg.student.dtype)
 
 
 def student_from_teacher(cfg: CausalLMRecipe, teacher: nn.Module, train_data: Any, pad_id: int) -> tuple[nn.Module, dict]:
@@ -135,6 +163,12 @@ class LMRun:
         self.init_report: dict[str, Any] | None = None  # what student.init.from_teacher kept
         self.cross = method_class(cfg).cross_tokenizer
         teacher = self._open_store() if cfg.store is not None else self._load_live()
+        if cfg.student.lora is not None:  # however the student was built: frozen base + adapters
+            self.student = apply_lora(self.student, cfg.student.lora)
+            if rank == 0:
+                counts = parameter_counts(self.student)
+                print(f"student.lora: {counts['trainable_params']:,} of {counts['params']:,} parameters trainable "
+                      f"({100 * counts['trainable_params'] / counts['params']:.2f}%)")
         same_vocab = [teacher] if teacher is not None and not self.cross else []
         self.vocab, notice = vocab_limit(self.tokenizer, *same_vocab, self.student)
         if notice and rank == 0:
@@ -144,7 +178,12 @@ class LMRun:
         self.teacher_body = FrozenTeacher(LMBody(teacher)) if teacher is not None else None
         self.teacher = self._teacher_source()
         self.body = LMBody(self.student)
-        self.ddp = nn.parallel.DistributedDataParallel(self.body) if world > 1 else None
+        self.sharded = cfg.train.distributed == "fsdp" and world > 1  # FSDP2 (distill.train.fsdp)
+        if self.sharded:
+            shard_lm(self.body, cfg.train.fsdp)
+            if cfg.train.fsdp.shard_teacher and self.teacher_body is not None:
+                shard_lm(self.teacher_body.model, cfg.train.fsdp, frozen=True)
+        self.ddp = nn.parallel.DistributedDataParallel(self.body) if world > 1 and not self.sharded else None
         self.records = load_prompt_records(cfg, self.tokenizer)[0] if cfg.on_policy is not None else None
         self.monitor = Monitor(cfg, self) if cfg.monitor is not None else None
 
@@ -185,7 +224,7 @@ class LMRun:
             self.student, self.init_report = student_from_teacher(cfg, load_causal_lm(cfg.teacher.path),
                                                                   self.train_data, self.tokenizer.pad_token_id)
         elif cfg.student.path:
-            self.student = load_causal_lm(cfg.student.path, cfg.student.dtype)
+            self.student = load_student_path(cfg)
         else:
             base = load_config(cfg.student.architecture) if cfg.student.architecture else config_from_dict(manifest["teacher_config"])
             self.student = student_from_config(base, cfg.student.config, cfg.student.dtype)
@@ -234,6 +273,8 @@ class LMRun:
                                   vocab_size=self.vocab, chunk_size=self.cfg.eval.chunk_size)
         if self.monitor is not None:
             metrics.update(self.monitor.measure())
+        if self.sharded:  # reading the head gathered the root units: free them
+            release(self.body)
         return metrics
 
     def teacher_metrics(self) -> dict[str, Any]:
@@ -266,21 +307,26 @@ class LMRun:
         method = build_method(self.cfg.method, student=self.student, teacher=self.teacher_body, context=context)
         trainer = Trainer(stage_dir=folder, modules={"student": self.student, "method": method}, objective=method,
                           batches=batches, cfg=self.cfg.train, evaluate=self.evaluate, progress=self.cfg.progress,
-                          desc=folder.name, ddp_module=self.ddp,
+                          desc=folder.name, ddp_module=self.ddp, sharded_module=self.body if self.sharded else None,
                           frozen=(self.teacher_body,) if self.teacher_body is not None else ())
         started, tokens_before = time.perf_counter(), method.tokens_seen
         metrics = trainer.fit(resume=self.folder.resume)
         seconds = time.perf_counter() - started
         tokens = all_reduce_sum(float(method.tokens_seen - tokens_before))
-        result = {**metrics, "params": count_parameters(self.student), "train_seconds": seconds,
+        result = {**metrics, **parameter_counts(self.student), "train_seconds": seconds,
                   "step_seconds": trainer.step_seconds, "data_seconds": trainer.data_seconds, "steps": trainer.step,
                   "train_tokens_per_s": tokens / max(trainer.step_seconds, 1e-9),  # this session's steps only
                   "loop_tokens_per_s": tokens / max(trainer.step_seconds + trainer.data_seconds, 1e-9)}  # + generation
         if self.monitor is not None:
             result["teacher_hacking"] = self.monitor.verdict(trainer.history)
+        weights = full_state_dict(self.student) if self.sharded else None  # gathered on rank 0 (every rank joins)
         if self.rank == 0:
-            self.student.save_pretrained(folder / "model")
-            self.tokenizer.save_pretrained(folder / "model")
+            if self.cfg.student.lora is not None:  # adapter/ and the merged model/ (no peft needed to load it)
+                for name in export_lora(self.student, folder, self.cfg.student.lora):
+                    self.tokenizer.save_pretrained(folder / name)
+            else:
+                self.student.save_pretrained(folder / "model", state_dict=weights)
+                self.tokenizer.save_pretrained(folder / "model")
         return result
 
 
@@ -325,4 +371,4 @@ def run(cfg: CausalLMRecipe, *, resume: bool = False, overwrite: bool = False) -
     barrier()
     if rank != 0:
         return None
-    return folder.write_summary("causal_lm", stages, table, dataset=", ".join(cfg.data.paths), world_size=world)
+    return folder.write_summary("causal_lm", stages, table, dataset=cfg.data.label(), world_size=world)

@@ -5,13 +5,20 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from distill.config import option
+from distill.data.hf_source import HFDataSpec, check_columns, describe
+from distill.errors import ConfigError
 from distill.methods.base import METHODS, MethodConfig
+from distill.models.lora import LoRASpec
 from distill.tasks.ranking import RankingOptions
 from distill.tasks.sweep import SweepSpec
 from distill.train.config import TrainConfig
 from distill.train.on_policy import OnPolicySpec
 
 DType = Literal["float32", "bfloat16", "float16"]
+# data.hf: per data.format, the alternative column roles (the first present wins) and the optional ones
+HF_ROLES = {"text": ([("text",)], ()), "text_prompts": ([("text",)], ()),
+            "jsonl": ([("messages",), ("prompt", "completion"), ("text",)], ()),
+            "prompts": ([("messages",), ("prompt",)], ("completion", "answer"))}
 
 
 @dataclass(kw_only=True)
@@ -56,6 +63,8 @@ class StudentLMSpec:
                                              "held-out perplexity right after")
     tokenizer: Optional[str] = option(None, help="the student's tokenizer (default: the student's folder, else the "
                                       "teacher's); another vocabulary than the teacher's needs a cross-tokenizer method")
+    lora: Optional[LoRASpec] = option(None, help="train a LoRA adapter on the frozen student (peft), e.g. {r: 16, "
+                                      "alpha: 32, target_modules: all-linear}; exports adapter/ and the merged model/")
 
 
 @dataclass(kw_only=True)
@@ -83,7 +92,9 @@ class LMDataSpec:
         "text", help="text: packed blocks of plain text; jsonl: prompt/completion, chat or text records; prompts: "
         "JSONL prompt records (+ completion, answer) for on-policy training; text_prompts: (prompt, continuation) "
         "pairs cut from text documents")
-    paths: list[str] = option(help="files, folders or tar archives (text), or JSONL files")
+    paths: list[str] = option(default_factory=list, help="files, folders or tar archives (text), or JSONL files")
+    hf: Optional[HFDataSpec] = option(None, help="a Hugging Face dataset instead of paths: {path, split, columns: "
+                                      "{text | prompt, completion | messages}}")
     eval_paths: list[str] = option(default_factory=list, help="separate held-out files (default: a document split of paths)")
     eval_fraction: float = option(0.05, min=0.0, max=0.5, help="share of documents held out when eval_paths is empty")
     column: Optional[int] = option(None, min=0, help="for .tsv sources: keep this tab-separated column only")
@@ -96,6 +107,19 @@ class LMDataSpec:
                                                "(a fixed random subset)")
     max_eval_examples: Optional[int] = option(None, min=1, help="evaluate on at most this many blocks / examples "
                                               "(a fixed random subset)")
+
+    def __post_init__(self) -> None:
+        if bool(self.paths) == (self.hf is not None):
+            raise ConfigError("data: give exactly one of paths (files) or hf (a Hugging Face dataset)")
+        if self.hf is not None and self.eval_paths:
+            raise ConfigError("data.eval_paths: with data.hf, name the held-out split as data.hf.eval_split")
+        if self.hf is not None:
+            choices, optional = HF_ROLES[self.format]
+            check_columns(self.hf, [r for c in choices for r in c] + list(optional))
+
+    def label(self) -> str:
+        """The data's name in summaries."""
+        return ", ".join(self.paths) if self.hf is None else describe(self.hf)
 
 
 @dataclass(kw_only=True)
@@ -125,7 +149,9 @@ class MonitorSpec:
     """Teacher-hacking monitor: proxy KL(teacher || student) and, with an oracle, golden KL(oracle || student)."""
 
     oracle: Optional[str] = option(None, help="the oracle model folder (the distribution the teacher approximates)")
-    oracle_dtype: DType = option("float32")
+    oracle_dtype: Literal["auto", "float32", "bfloat16", "float16"] = option(
+        "auto", help="the oracle's dtype; auto resolves as teacher.dtype does, so an oracle that is the teacher "
+        "gives the teacher's own divergences")
     max_sequences: int = option(32, min=1, help="held-out sequences the divergences are measured on")
     window: int = option(4, min=2, help="evaluations over which proxy and golden slopes are compared")
     fit_points: int = option(4, min=2, help="no oracle: evaluations the power law is fitted to")

@@ -50,6 +50,9 @@ def check_candidates(cfg: CausalLMRecipe) -> None:
         if spec.init is not None and given:
             raise ConfigError(f"students.candidates[{i}].init.from_teacher builds the candidate from the teacher: "
                               f"drop students.candidates[{i}].{given[0]}")
+        if spec.lora is not None:  # B = 0 at the start: an adapter leaves the candidate's score unchanged
+            raise ConfigError(f"students.candidates[{i}].lora: a LoRA starts as the identity, so it does not change "
+                              "the DisWOT score at initialisation: drop it")
     check_labels([label_of(spec) for spec in cfg.students.candidates])
 
 
@@ -85,7 +88,7 @@ def rank_students(cfg: CausalLMRecipe, *, seed: int | None = None) -> dict[str, 
         score = diswot(t_relation, s_relation, t_maps, s_maps)
         rows.append(candidate_row(label_of(spec), spec, model, latency_ms(LMBody(model), batch["input_ids"], opts), score))
     return finish(cfg, "causal_lm", teacher_info, rows, batch_size=int(batch["input_ids"].shape[0]), seed=seed,
-                  tokens=int(labels.numel()), classes=int(classes.numel()), dataset=", ".join(cfg.data.paths))
+                  tokens=int(labels.numel()), classes=int(classes.numel()), dataset=cfg.data.label())
 
 
 def scoring_batch(train_data: Any, opts: LMStudents, seed: int, pad_id: int) -> tuple[dict[str, Tensor], Tensor, Tensor]:

@@ -41,7 +41,8 @@ from distill.train.core import Trainer, set_determinism
 
 def check(cfg: ClassificationRecipe) -> None:
     """Load-time checks beyond types: names exist, options fit, the teachers are specified."""
-    DATASETS.get(cfg.data.name, field="data.name")
+    if cfg.data.hf is None:
+        DATASETS.get(cfg.data.name, field="data.name")
     for field, name in (("data.augment", cfg.data.augment), *[("teacher.augment", t.augment) for t in teachers_of(cfg)]):
         if name not in (None, "default"):
             AUGMENTATIONS.get(name, field=field)
@@ -366,4 +367,4 @@ def run(cfg: ClassificationRecipe, *, resume: bool = False, overwrite: bool = Fa
         _, results[name] = Stage(ctx, name, cfg.student, base, cfg.train, student_seed).execute(teacher)
     name = f"student-{cfg.method.name}"
     _, results[name] = Stage(ctx, name, cfg.student, cfg.method, cfg.train, student_seed).execute(teacher)
-    return ctx.folder.write_summary("classification", results, table, dataset=cfg.data.name, warnings=ctx.warnings)
+    return ctx.folder.write_summary("classification", results, table, dataset=cfg.data.label(), warnings=ctx.warnings)

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from distill.config import option
+from distill.data.hf_source import HFDataSpec, check_columns, describe
+from distill.errors import ConfigError
 from distill.methods.base import METHODS, MethodConfig
 from distill.tasks.ranking import RankingOptions
 from distill.tasks.sweep import SweepSpec
@@ -90,7 +92,9 @@ class TeacherSpec(ModelSpec):
 
 @dataclass(kw_only=True)
 class DataSpec:
-    name: str = option(help="dataset name: digits, fashion_mnist, cifar10, image_folder")
+    name: Optional[str] = option(None, help="dataset name: digits, fashion_mnist, cifar10, image_folder (or give hf)")
+    hf: Optional[HFDataSpec] = option(None, help="a Hugging Face dataset instead of name: {path, split, eval_split, "
+                                      "columns: {image, label}}")
     root: Optional[str] = option(None, help="where the dataset lives (folder or archive)")
     options: dict[str, Any] = option(default_factory=dict, help="extra options of the dataset builder")
     augment: str = option("default", help="training augmentation: default (the dataset's), none, flip, crop, crop_flip")
@@ -101,6 +105,18 @@ class DataSpec:
     validation: Optional[float] = option(None, min=0.0, min_exclusive=True, max=0.5, help="evaluate on this fraction "
                                          "of the training split, held out of training, instead of the test split "
                                          "(how `distill sweep` scores trials: the test split stays unseen)")
+
+    def __post_init__(self) -> None:
+        if (self.name is None) == (self.hf is None):
+            raise ConfigError("data: give exactly one of name (a registered dataset) or hf (a Hugging Face dataset)")
+        if self.hf is not None and self.hf.eval_split is None:
+            raise ConfigError("data.hf.eval_split: classification needs a test split, e.g. eval_split: test")
+        if self.hf is not None:
+            check_columns(self.hf, ("image", "label"))
+
+    def label(self) -> str:
+        """The dataset's name in summaries."""
+        return self.name if self.hf is None else describe(self.hf)
 
 
 @dataclass(kw_only=True)

@@ -85,7 +85,7 @@ def rank_students(cfg: ClassificationRecipe, *, seed: int | None = None) -> dict
         score = diswot(t_relation, s_relation, t_maps, s_maps)
         rows.append(candidate_row(candidate_label(spec.label, spec.name, spec.kwargs), spec, model,
                                   latency_ms(model, x, opts), score))
-    return finish(cfg, "classification", teacher_info, rows, batch_size=len(y), seed=seed, dataset=cfg.data.name)
+    return finish(cfg, "classification", teacher_info, rows, batch_size=len(y), seed=seed, dataset=cfg.data.label())
 
 
 def scoring_batch(data: ImageSplits, batch_size: int, seed: int) -> tuple[Tensor, Tensor]:

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from distill.data.hf_source import read_rows
 from distill.data.subset import subset_indices
 from distill.data.text import is_eval_document, read_documents
 from distill.errors import ConfigError, DataError
-from distill.tasks.embedding.schema import EmbeddingDataSpec
+from distill.tasks.embedding.schema import HF_ROLES, EmbeddingDataSpec
 
 Record = tuple[tuple[str, ...], Any]  # (texts in their roles, label string or None)
 ROLE_KEYS = {"pairs": ("query", "positive"), "triples": ("query", "positive", "negative")}
@@ -89,6 +90,11 @@ def parse_json(line: str, spec: EmbeddingDataSpec, where: str) -> Record:
         row = json.loads(line)
     except ValueError:
         raise DataError(f"{where}: not valid JSON") from None
+    return parse_row(row, spec, where)
+
+
+def parse_row(row: dict, spec: EmbeddingDataSpec, where: str) -> Record:
+    """One record of `spec.format` from a JSONL object or a dataset row keyed like one."""
     fmt = spec.format
     keys = {"sentences": (spec.field,), "labelled": (spec.field, "label"), "lists": ("query", "candidates")}
     missing = [k for k in keys.get(fmt, ROLE_KEYS.get(fmt, ())) if k not in row]
@@ -112,11 +118,36 @@ def read_records(path: str, spec: EmbeddingDataSpec) -> list[Record]:
         for n, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
-            record = parse_line(line.strip("\r"), kind, spec, f"{name}:{n}")
-            if record is not None and all(t.strip() for t in record[0]):
-                out.append((tuple(t.strip() for t in record[0]), record[1]))
+            record = clean(parse_line(line.strip("\r"), kind, spec, f"{name}:{n}"))
+            if record is not None:
+                out.append(record)
     if not out:
         raise DataError(f"data: {path!r} holds no {spec.format} record")
+    return out
+
+
+def clean(record: Record | None) -> Record | None:
+    """The record with its texts stripped; None when it has none or an empty one (such records are skipped)."""
+    if record is None or not all(t.strip() for t in record[0]):
+        return None
+    return (tuple(t.strip() for t in record[0]), record[1])
+
+
+def read_hf(spec: EmbeddingDataSpec, split: str) -> list[Record]:
+    """The records of one split of data.hf (at most data.hf.max_examples rows), as from a JSONL file;
+    a ClassLabel label is read as its class name."""
+    rows = read_rows(spec.hf, split, [HF_ROLES[spec.format]])
+    names = getattr(rows.features.get("label"), "names", None)
+    out = []
+    for i, row in enumerate(rows.rows):
+        keyed = {spec.field if role == "text" else role: value for role, value in row.items()}
+        if names and isinstance(keyed.get("label"), int):
+            keyed["label"] = names[keyed["label"]]
+        record = clean(parse_row(keyed, spec, f"data.hf split {split!r} row {i}"))
+        if record is not None:
+            out.append(record)
+    if not out:
+        raise DataError(f"data.hf: split {split!r} of {spec.label()} holds no {spec.format} record")
     return out
 
 
@@ -153,8 +184,10 @@ def text_split(records: list[Record], classes: list[str]) -> TextSplit:
 
 def load_data(spec: EmbeddingDataSpec, exclude: set[str] = frozenset()) -> EmbeddingData:
     """Train and held-out splits of the recipe's records, minus those holding a text in `exclude`."""
-    train = read_paths(spec.paths, spec)
-    if spec.eval_paths:
+    train = read_hf(spec, spec.hf.split) if spec.hf is not None else read_paths(spec.paths, spec)
+    if spec.hf is not None and spec.hf.eval_split:
+        held = read_hf(spec, spec.hf.eval_split)
+    elif spec.eval_paths:
         held = read_paths(spec.eval_paths, spec)
     else:  # by a hash of the first text: the same record is held out whatever else the files hold
         held = [r for r in train if is_eval_document(r[0][0], spec.eval_fraction)]
@@ -166,7 +199,7 @@ def load_data(spec: EmbeddingDataSpec, exclude: set[str] = frozenset()) -> Embed
     excluded = before - len(train) - len(held)
     train, held = subset(train, spec.max_train_examples), subset(held, spec.max_eval_examples)
     if not train:
-        raise DataError(f"data.paths {spec.paths}: no training record is left (held out or read by the evaluation)")
+        raise DataError(f"data {spec.label()}: no training record is left (held out or read by the evaluation)")
     classes = sorted({r[1] for r in train + held}) if spec.format == "labelled" else []
     return EmbeddingData(text_split(train, classes), text_split(held, classes), classes, excluded)
 

@@ -306,7 +306,7 @@ def run(cfg: EmbeddingRecipe, *, resume: bool = False, overwrite: bool = False) 
         name = f"student-{method_cfg.name}"
         stages[name] = folder.stage(name, lambda path, m=method_cfg: ctx.train(m, student_seed, path))
     d = ctx.data
-    return folder.write_summary(TASK, stages, table, dataset=", ".join(cfg.data.paths), warnings=ctx.warnings,
+    return folder.write_summary(TASK, stages, table, dataset=cfg.data.label(), warnings=ctx.warnings,
                                 data={"format": cfg.data.format, "train_records": len(d.train.records),
                                       "train_texts": len(d.train.texts), "held_out_texts": len(d.held.texts),
                                       "excluded_for_evaluation": d.excluded, "evaluation_texts": len(ctx.suite_texts)})

@@ -5,10 +5,15 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from distill.config import option
+from distill.data.hf_source import HFDataSpec, check_columns, describe
+from distill.errors import ConfigError
 from distill.methods.base import METHODS, MethodConfig
 from distill.train.config import TrainConfig
 
 DataFormat = Literal["sentences", "pairs", "triples", "lists", "labelled"]
+# data.hf: the column roles each format reads (a record's texts in this order; "text" is data.field in JSONL)
+HF_ROLES = {"sentences": ("text",), "labelled": ("text", "label"), "pairs": ("query", "positive"),
+            "triples": ("query", "positive", "negative"), "lists": ("query", "candidates")}
 TEXTS_PER_SHARD = 4096  # also the unit the teacher embeds in when no store section is given (see signal.py)
 
 
@@ -62,7 +67,9 @@ class EmbeddingDataSpec:
         "sentences", help="sentences: one text per line / TSV column / JSONL field; pairs: query<TAB>positive or "
         "{query, positive}; triples: + negative; lists: query<TAB>candidate... or {query, candidates} (positive "
         "first); labelled: '<label> <text>' lines or {text, label}")
-    paths: list[str] = option(help="files or folders (.xz files are decompressed)")
+    paths: list[str] = option(default_factory=list, help="files or folders (.xz files are decompressed)")
+    hf: Optional[HFDataSpec] = option(None, help="a Hugging Face dataset instead of paths: {path, split, columns: "
+                                      "{text | query, positive, negative | query, candidates | text, label}}")
     eval_paths: list[str] = option(default_factory=list, help="held-out files (default: eval_fraction of the records)")
     eval_fraction: float = option(0.05, min=0.0, max=0.5, help="share of records held out (by a hash of the first "
                                   "text, so the split is stable)")
@@ -78,6 +85,18 @@ class EmbeddingDataSpec:
     max_train_examples: Optional[int] = option(None, min=1, help="keep at most this many training records (a fixed "
                                                "subset)")
     max_eval_examples: Optional[int] = option(500, min=1, help="keep at most this many held-out records")
+
+    def __post_init__(self) -> None:
+        if bool(self.paths) == (self.hf is not None):
+            raise ConfigError("data: give exactly one of paths (files) or hf (a Hugging Face dataset)")
+        if self.hf is not None and self.eval_paths:
+            raise ConfigError("data.eval_paths: with data.hf, name the held-out split as data.hf.eval_split")
+        if self.hf is not None:
+            check_columns(self.hf, HF_ROLES[self.format])
+
+    def label(self) -> str:
+        """The data's name in summaries."""
+        return ", ".join(self.paths) if self.hf is None else describe(self.hf)
 
 
 @dataclass(kw_only=True)
