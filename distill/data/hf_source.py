@@ -80,6 +80,18 @@ def datasets_module() -> Any:
     return datasets
 
 
+def check_file_or_hf(paths: Sequence[str], eval_paths: Sequence[str], spec: "HFDataSpec | None",
+                     roles: Sequence[str]) -> None:
+    """At load time, for a data section read from files or from data.hf: exactly one source, no file
+    held-out split beside an hf one, and only roles the task reads in data.hf.columns."""
+    if bool(paths) == (spec is not None):
+        raise ConfigError("data: give exactly one of paths (files) or hf (a Hugging Face dataset)")
+    if spec is not None and eval_paths:
+        raise ConfigError("data.eval_paths: with data.hf, name the held-out split as data.hf.eval_split")
+    if spec is not None:
+        check_columns(spec, roles)
+
+
 def check_columns(spec: HFDataSpec, roles: Sequence[str]) -> None:
     """At load time: every key of data.hf.columns is a role the task (and data.format) reads."""
     for role in spec.columns:

@@ -5,8 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from distill.config import option
-from distill.data.hf_source import HFDataSpec, check_columns, describe
-from distill.errors import ConfigError
+from distill.data.hf_source import HFDataSpec, check_file_or_hf, describe
 from distill.methods.base import METHODS, MethodConfig
 from distill.train.config import TrainConfig
 
@@ -87,12 +86,7 @@ class EmbeddingDataSpec:
     max_eval_examples: Optional[int] = option(500, min=1, help="keep at most this many held-out records")
 
     def __post_init__(self) -> None:
-        if bool(self.paths) == (self.hf is not None):
-            raise ConfigError("data: give exactly one of paths (files) or hf (a Hugging Face dataset)")
-        if self.hf is not None and self.eval_paths:
-            raise ConfigError("data.eval_paths: with data.hf, name the held-out split as data.hf.eval_split")
-        if self.hf is not None:
-            check_columns(self.hf, HF_ROLES[self.format])
+        check_file_or_hf(self.paths, self.eval_paths, self.hf, HF_ROLES[self.format])
 
     def label(self) -> str:
         """The data's name in summaries."""
