@@ -88,8 +88,8 @@ def student_init(seed: int) -> str:
 
 # ----------------------------------------------------------------------------------------------- TRL
 
-def trl_side(trl_python: str, mode: str, records: Path, extra: list[str]) -> dict:
-    out = OUT / f"trl-{mode}.json"
+def trl_side(trl_python: str, mode: str, records: Path, extra: list[str], tag: str = "") -> dict:
+    out = OUT / f"trl-{mode}{tag}.json"
     if not out.is_file():
         cmd = [trl_python, str(common.ROOT / "benchmarks/trl_gold_side.py"), mode, "--student", student_init(0),
                "--teacher", GEMMA, "--texts", str(records), "--out", str(out), *extra]
@@ -132,24 +132,26 @@ def section_trl(args) -> dict:
     trl_loss = trl_side(args.trl_python, "loss", records, ["--batch", "4"])
     ours = our_loss_on(trl_loss)
     figures = {"loss": {"trl": trl_loss["loss"], "ours": ours, "relative_difference": abs(ours - trl_loss["loss"]) / abs(trl_loss["loss"])}}
-    trl_train = trl_side(args.trl_python, "train", records, ["--batch", "4", "--steps", str(args.trl_steps)])
-    runs = {}
-    for alignment in ("positional", "spans"):
-        recipe = {"task": "causal_lm", "teacher": {"path": GEMMA}, "student": {"path": student_init(0)},
-                  "data": {"format": "jsonl", "paths": [str(jsonl)], "eval_fraction": 0.1, "max_length": 256},
-                  "method": {"name": "gold", "alignment": alignment, "merge": "bayesian", "hybrid": True,
-                             "kd_weight": 1.0, "ce_weight": 0.0, "normalize": "sequence"},
-                  "train": {"epochs": 1, "max_steps": args.trl_steps, "batch_size": 4, "optimizer": "adamw", "lr": 2e-3,
-                            "eval_every": 1000, "checkpoint_every": 1000, "log_every": 1},
-                  "eval": {"batch_size": 4, "min_tokens": 64}, "threads": 2}
-        runs[alignment] = common.train_subprocess(OUT, f"ours-gold-{alignment}", recipe)
-    trl_seconds_per_step = trl_train["seconds"] / trl_train["steps"]
-    figures["train"] = {"trl": {"seconds_per_step": trl_seconds_per_step, "peak_rss_bytes": trl_train["peak_rss_bytes"]}}
-    for alignment, summary in runs.items():
-        st = common.student_stage(summary)
-        figures["train"][f"ours_{alignment}"] = {"seconds_per_step": st["step_seconds"] / st["steps"],
-                                                 "train_tokens_per_s": st["train_tokens_per_s"],
-                                                 "peak_rss_bytes": summary["peak_rss_bytes"]}
+    figures["train"] = {}
+    for dtype in args.trl_dtypes:  # like for like: both sides' teachers in this dtype, the students in float32
+        suffix = "" if dtype == "float32" else f"_{dtype}"
+        trl_train = trl_side(args.trl_python, "train", records, ["--batch", "4", "--steps", str(args.trl_steps),
+                                                                 "--teacher-dtype", dtype], tag=suffix)
+        figures["train"][f"trl{suffix}"] = {"seconds_per_step": trl_train["seconds"] / trl_train["steps"],
+                                            "peak_rss_bytes": trl_train["peak_rss_bytes"], "teacher_dtype": dtype}
+        for alignment in ("positional", "spans"):
+            recipe = {"task": "causal_lm", "teacher": {"path": GEMMA, "dtype": dtype}, "student": {"path": student_init(0)},
+                      "data": {"format": "jsonl", "paths": [str(jsonl)], "eval_fraction": 0.1, "max_length": 256},
+                      "method": {"name": "gold", "alignment": alignment, "merge": "bayesian", "hybrid": True,
+                                 "kd_weight": 1.0, "ce_weight": 0.0, "normalize": "sequence"},
+                      "train": {"epochs": 1, "max_steps": args.trl_steps, "batch_size": 4, "optimizer": "adamw",
+                                "lr": 2e-3, "eval_every": 1000, "checkpoint_every": 1000, "log_every": 1},
+                      "eval": {"batch_size": 4, "min_tokens": 64}, "threads": 2}
+            st_summary = common.train_subprocess(OUT, f"ours-gold-{alignment}{suffix}", recipe)
+            st = common.student_stage(st_summary)
+            figures["train"][f"ours_{alignment}{suffix}"] = {
+                "seconds_per_step": st["step_seconds"] / st["steps"], "train_tokens_per_s": st["train_tokens_per_s"],
+                "peak_rss_bytes": st_summary["peak_rss_bytes"], "teacher_dtype": dtype}
     return figures
 
 
@@ -269,6 +271,8 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", default=["trl", "quality", "pretrained"])
     parser.add_argument("--trl-python", default=str(common.ROOT / ".venv-trl/bin/python"))
     parser.add_argument("--trl-steps", type=int, default=4)
+    parser.add_argument("--trl-dtypes", nargs="+", default=["float32", "bfloat16"],
+                        help="teacher dtypes of the TRL speed comparison, each run on both sides")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))

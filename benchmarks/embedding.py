@@ -7,7 +7,7 @@ Arms:
   minilm        all-MiniLM-L6-v2 as it is (384-d: what a user would pick instead; no shared space with the teacher)
   minilm+ls     MiniLM + the least-squares 384 -> 768 map fitted on training texts, not trained (LEAF's start)
   minilm-leaf   the recipe: MiniLM + projection, LEAF
-  small-leaf    a random-init 4-layer, 384-wide MPNet (the teacher's architecture scaled down), LEAF
+  small-leaf    a random-init 4-layer, 384-wide MPNet (the teacher's architecture scaled down), LEAF, 1 epoch
   static-leaf   a 256-d token table (the teacher's input embeddings by PCA) averaged over tokens, LEAF
   model2vec     model2vec.distill(teacher, pca_dims=256), in its own venv (it pins transformers < 5.4)
 
@@ -35,7 +35,7 @@ RECIPE = common.ROOT / "recipes" / "embedding" / "mpnet-to-small-leaf.yaml"
 SMALL = {"num_hidden_layers": 4, "hidden_size": 384, "intermediate_size": 1536, "num_attention_heads": 12}
 ARMS = {  # name -> changes to the recipe
     "minilm-leaf": {},
-    "small-leaf": {"student": {"config": SMALL}, "train": {"lr": 5.0e-4}},
+    "small-leaf": {"student": {"config": SMALL}, "train": {"lr": 5.0e-4, "epochs": 1}},  # 1 epoch: CPU time
     "static-leaf": {"student": {"static": {"dim": 256}}, "train": {"lr": 0.01, "epochs": 3, "batch_size": 64,
                                                                    "weight_decay": 0.0}},
 }

@@ -13,9 +13,16 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 FORMATTERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {}
 
 
-def formatter(name: str) -> Callable:
+SECTIONS: dict[str, tuple[str, ...]] = {}  # benchmark -> figures keys each shown from its own latest line
+
+
+def formatter(name: str, sections: tuple[str, ...] = ()) -> Callable:
+    """Register `fn(line) -> lines`; with `sections`, fn is called once per section on the newest line holding
+    it (its figures cut to that section), so a run of one section does not hide the others' results."""
     def add(fn: Callable) -> Callable:
         FORMATTERS[name] = fn
+        if sections:
+            SECTIONS[name] = sections
         return fn
     return add
 
@@ -134,16 +141,18 @@ def cross_tokenizer_trl(line: dict[str, Any]) -> list[str]:
     out = [f"GOLD loss on one batch (Gemma-3-270M -> SmolLM2 student, TRL's own data preparation): TRL {f['loss']['trl']:.6f}, "
            f"distill {f['loss']['ours']:.6f}, relative difference {f['loss']['relative_difference']:.1e}.", "",
            "| GOLD training, batch 4 x ~200 tokens | s/step | vs TRL speed | peak RSS GiB | vs TRL memory |", "|---|---|---|---|---|"]
-    base = t["trl"]
-    for name, label in (("trl", "TRL GOLDTrainer (positional ULD + hybrid)"), ("ours_positional", "distill gold, positional + hybrid"),
-                        ("ours_spans", "distill gold, byte-aligned spans + hybrid")):
-        r = t[name]
+    labels = {"trl": "TRL GOLDTrainer (positional ULD + hybrid)", "ours_positional": "distill gold, positional + hybrid",
+              "ours_spans": "distill gold, byte-aligned spans + hybrid"}
+    for name, r in t.items():  # each row against TRL with its teacher in the same dtype (older lines: float32)
+        dtype = r.get("teacher_dtype", "float32")
+        base = t["trl" if dtype == "float32" else f"trl_{dtype}"]
+        label = f"{labels[name.removesuffix('_' + dtype)]}, teacher {dtype}"
         out.append(f"| {label} | {r['seconds_per_step']:.1f} | {base['seconds_per_step'] / r['seconds_per_step']:.2f}x | "
                    f"{r['peak_rss_bytes'] / 2 ** 30:.2f} | {r['peak_rss_bytes'] / base['peak_rss_bytes']:.2f}x |")
     return out
 
 
-@formatter("cross_tokenizer")
+@formatter("cross_tokenizer", sections=("quality", "pretrained"))
 def cross_tokenizer(line: dict[str, Any]) -> list[str]:
     out = ["| student | trained with | steps | teacher read from | held-out bits/byte | seeds | vs CE-only | "
            "better than CE (paired seeds) | train tok/s | peak RSS GiB |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -334,13 +343,24 @@ def embedding(line: dict[str, Any]) -> list[str]:
 def section() -> str:
     parts = []
     for name, fn in FORMATTERS.items():
-        line = common.latest_result(name)
-        if line is None:
-            continue
-        parts.append(f"**{name}** — `{line['command']}` (commit {line['commit']}, torch {line['torch']}, "
-                     f"{line['machine']['cores']} cores, {line['date'][:10]})\n")
-        parts.append("\n".join(fn(line)) + "\n")
+        for line in lines_of(name):
+            parts.append(f"**{name}** — `{line['command']}` (commit {line['commit']}, torch {line['torch']}, "
+                         f"{line['machine']['cores']} cores, {line['date'][:10]})\n")
+            parts.append("\n".join(fn(line)) + "\n")
     return "\n".join(parts)
+
+
+def lines_of(name: str) -> list[dict]:
+    """The result lines shown for a benchmark: its newest, or per section the newest holding that section."""
+    if name not in SECTIONS:
+        line = common.latest_result(name)
+        return [line] if line is not None else []
+    out = []
+    for key in SECTIONS[name]:
+        line = common.latest_result(name, key)
+        if line is not None:
+            out.append({**line, "figures": {key: line["figures"][key]}})
+    return out
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ def models(args):
     student_tok = AutoTokenizer.from_pretrained(args.student)
     teacher_tok = AutoTokenizer.from_pretrained(args.teacher)
     student = AutoModelForCausalLM.from_pretrained(args.student, dtype=torch.float32)
-    teacher = AutoModelForCausalLM.from_pretrained(args.teacher, dtype=torch.float32).eval()
+    teacher = AutoModelForCausalLM.from_pretrained(args.teacher, dtype=getattr(torch, args.teacher_dtype)).eval()
     return student, teacher, student_tok, teacher_tok
 
 
@@ -100,6 +100,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--workdir", default="/tmp/trl-gold")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--teacher-dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="the frozen teacher's dtype (the student trains in float32)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

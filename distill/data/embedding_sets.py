@@ -209,6 +209,15 @@ def load_python_docs(data_dir: str | Path, max_chars: int = SECTION_CHARS) -> Re
     return _grouped("python-docs", pairs, unique_queries=True)
 
 
+RETRIEVAL_LOADERS = {"wordnet": load_wordnet, "python-docs": load_python_docs}
+
+
+def corpus_pairs(suite: str, data_dir: str | Path) -> list[tuple[str, str]]:
+    """(query, relevant document) pairs of a retrieval suite's whole corpus, as the evaluation formats them."""
+    data = RETRIEVAL_LOADERS[suite](data_dir)
+    return [(q, data.documents[d]) for q, docs in zip(data.queries, data.relevant) for d in docs]
+
+
 def subsample_retrieval(data: RetrievalSet, max_queries: int | None, max_documents: int | None,
                         seed: int) -> RetrievalSet:
     """At most `max_queries` queries (seeded) against their relevant documents plus seeded distractors

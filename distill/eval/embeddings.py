@@ -194,7 +194,7 @@ def _transfer_suite(encoders: dict[str, CachedEncoder], data_dir: str | Path, li
     return out
 
 
-LOADERS = {"wordnet": sets.load_wordnet, "python-docs": sets.load_python_docs}
+LOADERS = sets.RETRIEVAL_LOADERS
 
 
 def _pairs(encoders: dict[str, CachedEncoder]) -> list[tuple[str, str]]:

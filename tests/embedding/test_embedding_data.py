@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from distill.config import from_dict
-from distill.errors import DataError
+from distill.errors import ConfigError, DataError
 from distill.tasks.embedding.batches import TextBatches
 from distill.tasks.embedding.data import for_batches, load_data
 from distill.tasks.embedding.schema import EmbeddingDataSpec
@@ -91,3 +91,42 @@ def test_batches_follow_the_method_format_and_resume_anywhere(tmp_path):
     assert batch["candidate_mask"].tolist() == [[True, False, False], [True, True, False], [True, True, True],
                                                 [True, False, False]]
     assert batch["candidates"]["text"][:3] == ["a", "a", "a"]  # a short list is padded with its own positive
+
+
+# ----------------------------------------------------------------------------- data.corpora
+
+def fake_wordnet(data_dir):
+    import lzma
+    rows = ["3\tdog domestic_dog\ta member of the genus Canis; \"the dog barked\"",
+            "3\tcat\tfeline mammal usually having thick soft fur",
+            "5\tcut\tthe act of reducing", "7\tcut\ta share of the profits"]
+    (data_dir / "text").mkdir(parents=True)
+    (data_dir / "text" / "wordnet-glosses.tsv.xz").write_bytes(lzma.compress(("\n".join(rows) + "\n").encode()))
+    return str(data_dir)
+
+
+def test_corpora_add_the_suites_texts_as_the_evaluation_formats_them_minus_the_evaluated_ones(tmp_path):
+    data_dir = fake_wordnet(tmp_path / "shared")
+    data = load_data(spec(corpora=["wordnet"]), data_dir=data_dir)
+    assert data.train.texts == ["dog, domestic dog", "a member of the genus Canis", "cat",
+                                "feline mammal usually having thick soft fur", "cut", "the act of reducing",
+                                "a share of the profits"]  # usage examples dropped, a shared query once
+    evaluated = {"cat", "the act of reducing"}  # one query, one document the evaluation reads
+    data = load_data(spec(corpora=["wordnet"], corpus_max_chars=16), exclude=evaluated, data_dir=data_dir)
+    assert data.train.texts == ["dog, domestic dog", "a member of the", "cut", "a share of the p"]  # cut, stripped
+    assert data.excluded == 2  # the pairs (cat, feline...) and (cut, the act...), counted, not silently lost
+    pairs = load_data(spec(format="pairs", corpora=["wordnet"], max_per_path=2), data_dir=data_dir).train
+    assert len(pairs.records) == 2 and all(len(r) == 2 for r in pairs.records)
+
+
+def test_corpora_join_file_paths_and_bad_corpora_fail_at_load(tmp_path):
+    data_dir = fake_wordnet(tmp_path / "shared")
+    lines = write(tmp_path / "s.txt", ["1 a good film", "0 a bad film"])
+    both = load_data(spec(paths=[lines], leading_label=True, corpora=["wordnet"]), data_dir=data_dir)
+    assert both.train.texts[:2] == ["a good film", "a bad film"] and "cat" in both.train.texts
+    with pytest.raises(ConfigError, match="data.corpora: 'sts' is not a retrieval suite"):
+        spec(corpora=["sts"])
+    with pytest.raises(ConfigError, match="use format sentences or pairs"):
+        spec(format="triples", corpora=["wordnet"])
+    with pytest.raises(ConfigError, match="exactly one of paths"):
+        spec()  # neither files, hf nor corpora

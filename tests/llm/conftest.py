@@ -77,6 +77,19 @@ def lm_recipe(assets, out, **changes):
     return recipe
 
 
+def reference_then_crashed_copy(recipe: dict, run_dir, monkeypatch, crash_at_step: int) -> None:
+    """Train `recipe` (6 steps, a checkpoint every 2) uninterrupted into its output_dir, then a copy of it
+    into `run_dir` crashed on step `crash_at_step` and resumed: the two folders must then agree exactly."""
+    from distill.tasks import build_recipe
+    recipe["train"].update(max_steps=6, checkpoint_every=2)
+    task, cfg = build_recipe(recipe)
+    task.run(cfg, overwrite=True)
+    crashed = json.loads(json.dumps(recipe))
+    crashed["output_dir"] = str(run_dir)
+    task, cfg = build_recipe(crashed)
+    crash_then_resume(task, cfg, monkeypatch, crash_at_step)
+
+
 def crash_then_resume(task, cfg, monkeypatch, crash_at_step: int) -> None:
     """Run `cfg`, crash it on its `crash_at_step`-th optimizer step (1-based), then resume it to the end."""
     import distill.train.core as core

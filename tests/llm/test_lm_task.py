@@ -8,7 +8,7 @@ from distill.cli import main
 from distill.errors import ConfigError
 from distill.tasks import build_recipe
 from tests.helpers import write_recipe
-from tests.llm.conftest import crash_then_resume, lm_recipe, tiny_llama, transformers
+from tests.llm.conftest import reference_then_crashed_copy, lm_recipe, tiny_llama, transformers
 
 
 def run(recipe):
@@ -72,12 +72,7 @@ def test_gradient_accumulation_invariance_with_uneven_token_counts(llm_assets, t
 
 def test_resume_after_crash_is_bit_identical(llm_assets, tmp_path, monkeypatch):
     recipe = lm_recipe(llm_assets, tmp_path / "ref", method={"name": "taid", "alpha": 0.05})
-    recipe["train"].update(max_steps=6, checkpoint_every=2)
-    run(recipe)
-    crashed = json.loads(json.dumps(recipe))
-    crashed["output_dir"] = str(tmp_path / "run")
-    task, cfg = build_recipe(crashed)
-    crash_then_resume(task, cfg, monkeypatch, crash_at_step=5)
+    reference_then_crashed_copy(recipe, tmp_path / "run", monkeypatch, crash_at_step=5)
     a, b = final_weights(tmp_path / "ref"), final_weights(tmp_path / "run")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ref_state = json.loads(next((tmp_path / "ref" / "tiny-lm" / "student-taid" / "checkpoints").glob("step-00000006/state.json")).read_text())

@@ -16,7 +16,7 @@ from distill.losses.signal import DenseSignal  # noqa: E402
 from distill.models.hf import LMBody  # noqa: E402
 from distill.models.lora import LoRASpec, apply_lora, export_lora  # noqa: E402
 from distill.tasks import build_recipe  # noqa: E402
-from tests.llm.conftest import crash_then_resume, lm_recipe, tiny_llama, transformers  # noqa: E402
+from tests.llm.conftest import reference_then_crashed_copy, lm_recipe, tiny_llama, transformers  # noqa: E402
 
 LORA = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"]}
 
@@ -126,12 +126,7 @@ def test_fused_loss_through_a_lora_head_equals_the_dense_loss_on_peft_logits(llm
 
 def test_resume_after_a_crash_equals_the_uninterrupted_run(llm_assets, student_folder, tmp_path, monkeypatch):
     recipe = lora_recipe(llm_assets, tmp_path / "ref", {"path": student_folder}, dropout=0.1)  # dropout draws from the RNG
-    recipe["train"].update(max_steps=6, checkpoint_every=2)
-    run(recipe)
-    crashed = json.loads(json.dumps(recipe))
-    crashed["output_dir"] = str(tmp_path / "run")
-    task, cfg = build_recipe(crashed)
-    crash_then_resume(task, cfg, monkeypatch, crash_at_step=5)
+    reference_then_crashed_copy(recipe, tmp_path / "run", monkeypatch, crash_at_step=5)
     (wa, oa, sa), (wb, ob, sb) = checkpoint(tmp_path / "ref"), checkpoint(tmp_path / "run")
     assert sa["step"] == sb["step"] == 6
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

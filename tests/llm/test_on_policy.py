@@ -12,7 +12,7 @@ from distill.data.token_stream import collate
 from distill.tasks import build_recipe
 from distill.train.generation import SamplingConfig, completion_example, sample_completions
 from distill.train.on_policy import OnPolicyBatches, OnPolicySpec, PacedSpec, paced_weight
-from tests.llm.conftest import crash_then_resume, lm_recipe
+from tests.llm.conftest import reference_then_crashed_copy, lm_recipe
 
 EOS, PAD = 2, 0
 
@@ -188,12 +188,7 @@ def test_adaptive_schedule_and_replay_state_round_trip():
 def test_on_policy_resume_is_bit_identical(llm_assets, tmp_path, monkeypatch):
     recipe = prompt_recipe(llm_assets, tmp_path / "ref", on_policy={"lmbda": 0.5, "replay_buffer": 4,
                                                                     "sampling": {"max_new_tokens": 5, "top_p": 0.9}})
-    recipe["train"].update(max_steps=6, checkpoint_every=2)
-    run(recipe)
-    crashed = json.loads(json.dumps(recipe))
-    crashed["output_dir"] = str(tmp_path / "run")
-    task, cfg = build_recipe(crashed)
-    crash_then_resume(task, cfg, monkeypatch, crash_at_step=4)
+    reference_then_crashed_copy(recipe, tmp_path / "run", monkeypatch, crash_at_step=4)
     a, b = weights(tmp_path / "ref"), weights(tmp_path / "run")
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -38,7 +38,7 @@ def cache(cfg: EmbeddingRecipe, *, overwrite: bool = False) -> dict[str, Any]:
                 "tokenizer_hash": tokenizer_hash(teacher.tokenizer), "k": None, "temperature": None,
                 "dtype": cfg.store.dtype, "dataset_fingerprint": dataset_fingerprint(data)}
     extra = {"dim": teacher.dim, "teacher_path": cfg.teacher.path, "data": {"format": cfg.data.format,
-             "paths": cfg.data.paths}, "suite_fingerprint": texts_fingerprint(evaluated)}
+             "paths": cfg.data.paths, "corpora": cfg.data.corpora}, "suite_fingerprint": texts_fingerprint(evaluated)}
     writer = StoreWriter(cfg.store.path, identity, extra, overwrite=overwrite)
     for split, texts in (("train", data.train.texts), ("eval", data.held.texts), ("suite", evaluated)):
         cache_split(writer, split, texts, teacher, cfg)

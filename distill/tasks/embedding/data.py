@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from distill.data.embedding_sets import corpus_pairs
 from distill.data.hf_source import read_rows
 from distill.data.subset import subset_indices
 from distill.data.text import is_eval_document, read_documents
@@ -182,9 +183,27 @@ def text_split(records: list[Record], classes: list[str]) -> TextSplit:
     return TextSplit(list(index), rows, labels)
 
 
-def load_data(spec: EmbeddingDataSpec, exclude: set[str] = frozenset()) -> EmbeddingData:
-    """Train and held-out splits of the recipe's records, minus those holding a text in `exclude`."""
+def read_corpora(spec: EmbeddingDataSpec, data_dir: str, exclude: set[str]) -> tuple[list[Record], int]:
+    """data.corpora's records ((query, document) pairs, or each text alone for sentences) and how many pairs
+    were dropped for holding a text the evaluation reads (compared before documents are cut)."""
+    out: list[Record] = []
+    dropped = 0
+    for name in spec.corpora:
+        pairs = corpus_pairs(name, data_dir)
+        kept = [(q, d) for q, d in pairs if q not in exclude and d not in exclude]
+        dropped += len(pairs) - len(kept)
+        cut = [(q, d[:spec.corpus_max_chars].rstrip() if spec.corpus_max_chars else d) for q, d in kept]
+        chosen = subset(cut, spec.max_per_path)
+        out += [(p, None) for p in chosen] if spec.format == "pairs" else [((t,), None) for p in chosen for t in p]
+    return out, dropped
+
+
+def load_data(spec: EmbeddingDataSpec, exclude: set[str] = frozenset(), data_dir: str = "../shared/data") -> EmbeddingData:
+    """Train and held-out splits of the recipe's records, minus those holding a text in `exclude`
+    (data.corpora are read from `data_dir`, the evaluation's folder)."""
     train = read_hf(spec, spec.hf.split) if spec.hf is not None else read_paths(spec.paths, spec)
+    corpus, corpus_dropped = read_corpora(spec, data_dir, exclude)
+    train += corpus
     if spec.hf is not None and spec.hf.eval_split:
         held = read_hf(spec, spec.hf.eval_split)
     elif spec.eval_paths:
@@ -196,7 +215,7 @@ def load_data(spec: EmbeddingDataSpec, exclude: set[str] = frozenset()) -> Embed
         train, held = distinct(train), distinct(held)
     before = len(train) + len(held)
     train, held = ([r for r in part if not exclude.intersection(r[0])] for part in (train, held))
-    excluded = before - len(train) - len(held)
+    excluded = before - len(train) - len(held) + corpus_dropped
     train, held = subset(train, spec.max_train_examples), subset(held, spec.max_eval_examples)
     if not train:
         raise DataError(f"data {spec.label()}: no training record is left (held out or read by the evaluation)")

@@ -98,7 +98,7 @@ def suite_texts(cfg: EmbeddingRecipe) -> list[str]:
 
 
 def recipe_data(cfg: EmbeddingRecipe, evaluated: list[str]) -> EmbeddingData:
-    return load_data(cfg.data, set(evaluated) if cfg.eval.exclude_from_training else set())
+    return load_data(cfg.data, set(evaluated) if cfg.eval.exclude_from_training else set(), cfg.eval.data_dir)
 
 
 # ----------------------------------------------------------------------------- the run

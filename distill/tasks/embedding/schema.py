@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from distill.config import option
+from distill.data.embedding_sets import RETRIEVAL_LOADERS as CORPORA
+from distill.errors import ConfigError
 from distill.data.hf_source import HFDataSpec, check_file_or_hf, describe
 from distill.methods.base import METHODS, MethodConfig
 from distill.train.config import TrainConfig
@@ -84,13 +86,26 @@ class EmbeddingDataSpec:
     max_train_examples: Optional[int] = option(None, min=1, help="keep at most this many training records (a fixed "
                                                "subset)")
     max_eval_examples: Optional[int] = option(500, min=1, help="keep at most this many held-out records")
+    corpora: list[str] = option(default_factory=list, help="retrieval suites (wordnet, python-docs) whose whole "
+                                "corpus also gives training records: (query, document) pairs as the evaluation "
+                                "formats them, minus every pair holding a text the evaluation reads; max_per_path "
+                                "caps each corpus's pairs; sentences or pairs format")
+    corpus_max_chars: Optional[int] = option(None, min=16, help="cut corpus documents to this many characters (the "
+                                             "teacher's cost grows with length; the evaluation reads them whole)")
 
     def __post_init__(self) -> None:
-        check_file_or_hf(self.paths, self.eval_paths, self.hf, HF_ROLES[self.format])
+        for name in self.corpora:
+            if name not in CORPORA:
+                raise ConfigError(f"data.corpora: {name!r} is not a retrieval suite (one of: {', '.join(CORPORA)})")
+        if self.corpora and self.format not in ("sentences", "pairs"):
+            raise ConfigError(f"data.corpora give (query, document) pairs: use format sentences or pairs, not "
+                              f"{self.format!r}")
+        if not (self.corpora and not self.paths and self.hf is None):  # corpora alone are a whole source
+            check_file_or_hf(self.paths, self.eval_paths, self.hf, HF_ROLES[self.format])
 
     def label(self) -> str:
         """The data's name in summaries."""
-        return ", ".join(self.paths) if self.hf is None else describe(self.hf)
+        return ", ".join(self.paths + [f"corpus {c}" for c in self.corpora]) if self.hf is None else describe(self.hf)
 
 
 @dataclass(kw_only=True)
