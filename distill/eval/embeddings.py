@@ -194,9 +194,6 @@ def _transfer_suite(encoders: dict[str, CachedEncoder], data_dir: str | Path, li
     return out
 
 
-LOADERS = sets.RETRIEVAL_LOADERS
-
-
 def _pairs(encoders: dict[str, CachedEncoder]) -> list[tuple[str, str]]:
     """(query encoder, document encoder): each alone, then student queries over teacher documents."""
     return [(w, w) for w in encoders] + ([("student", "teacher")] if "teacher" in encoders else [])
@@ -204,7 +201,8 @@ def _pairs(encoders: dict[str, CachedEncoder]) -> list[tuple[str, str]]:
 
 def retrieval_draw(suite: str, data_dir: str | Path, limits: Limits) -> sets.RetrievalSet:
     """The queries and documents a retrieval suite reads at these limits."""
-    return sets.subsample_retrieval(LOADERS[suite](data_dir), limits.max_queries, limits.max_documents, limits.seed)
+    return sets.subsample_retrieval(sets.RETRIEVAL_LOADERS[suite](data_dir), limits.max_queries, limits.max_documents,
+                                    limits.seed)
 
 
 def evaluated_texts(suites: Sequence[str], limits: Limits, data_dir: str | Path) -> list[str]:
@@ -216,7 +214,7 @@ def evaluated_texts(suites: Sequence[str], limits: Limits, data_dir: str | Path)
         for name in sets.TRANSFER_SETS:
             for part in transfer_draw(sets.load_transfer_set(data_dir, name), limits):
                 texts.update(part.texts if part is not None else [])
-    for suite in (s for s in suites if s in LOADERS):
+    for suite in (s for s in suites if s in sets.RETRIEVAL_LOADERS):
         data = retrieval_draw(suite, data_dir, limits)
         texts.update(data.queries + data.documents)
     return sorted(texts)
@@ -291,7 +289,8 @@ def evaluate_embeddings(student_encode: Encode | CachedEncoder, teacher_encode: 
         result: dict[str, Any] = {"suites": suites, "limits": asdict(limits), "data_dir": str(data_dir)}
         if "transfer" in suites:
             result["transfer"] = _transfer_suite(encoders, data_dir, limits)
-        result["retrieval"] = {s: _retrieval_suite(s, encoders, data_dir, limits) for s in suites if s in LOADERS}
+        result["retrieval"] = {s: _retrieval_suite(s, encoders, data_dir, limits) for s in suites
+                               if s in sets.RETRIEVAL_LOADERS}
         texts = sets.throughput_sentences(data_dir, THROUGHPUT_SENTENCES)
         result["encoders"] = {w: _encoder_figures(e, models[w], texts) for w, e in encoders.items()}
     finally:

@@ -198,7 +198,8 @@ def read_corpora(spec: EmbeddingDataSpec, data_dir: str, exclude: set[str]) -> t
     return out, dropped
 
 
-def load_data(spec: EmbeddingDataSpec, exclude: set[str] = frozenset(), data_dir: str = "../shared/data") -> EmbeddingData:
+def load_data(spec: EmbeddingDataSpec, exclude: set[str] = frozenset(),
+              data_dir: str = "../shared/data") -> EmbeddingData:
     """Train and held-out splits of the recipe's records, minus those holding a text in `exclude`
     (data.corpora are read from `data_dir`, the evaluation's folder)."""
     train = read_hf(spec, spec.hf.split) if spec.hf is not None else read_paths(spec.paths, spec)

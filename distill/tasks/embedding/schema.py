@@ -6,8 +6,8 @@ from typing import Any, Literal, Optional
 
 from distill.config import option
 from distill.data.embedding_sets import RETRIEVAL_LOADERS as CORPORA
-from distill.errors import ConfigError
 from distill.data.hf_source import HFDataSpec, check_file_or_hf, describe
+from distill.errors import ConfigError
 from distill.methods.base import METHODS, MethodConfig
 from distill.train.config import TrainConfig
 
@@ -100,7 +100,7 @@ class EmbeddingDataSpec:
         if self.corpora and self.format not in ("sentences", "pairs"):
             raise ConfigError(f"data.corpora give (query, document) pairs: use format sentences or pairs, not "
                               f"{self.format!r}")
-        if not (self.corpora and not self.paths and self.hf is None):  # corpora alone are a whole source
+        if self.paths or self.hf is not None or not self.corpora:  # corpora alone are a whole source
             check_file_or_hf(self.paths, self.eval_paths, self.hf, HF_ROLES[self.format])
 
     def label(self) -> str:
