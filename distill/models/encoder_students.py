@@ -8,7 +8,8 @@ is the teacher's (so LEAF-style losses compare embeddings directly):
     replaced (`{num_hidden_layers: 2, hidden_size: 128, ...}`, like the causal-LM `student.config`),
     keeping the base's tokenizer, pooling and normalisation.
   - `static_student`: a token-embedding table averaged over the tokens (model2vec's shape), random or
-    initialised from a teacher's input-embedding matrix reduced by PCA.
+    initialised from the teacher: its output for every token alone (model2vec.distill's table) or its
+    input-embedding matrix, reduced by PCA and SIF-weighted.
 
 Projection initialisation (`init`):
   - "orthogonal": `nn.init.orthogonal_` on the (d_t, d_s) weight, zero bias. With d_t >= d_s the
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.errors import ConfigError
+from distill.progress import progress_bar
 from distill.models.encoders import Encoder, StaticEncoder, TextEncoder, load_sentence_encoder, transformers_module
 
 ProjectionInit = Literal["orthogonal", "least_squares"]
@@ -113,33 +115,107 @@ def config_student(base: str, overrides: dict[str, Any], dim: int, seed: int = 0
     return attach_projection(student, dim, "orthogonal", seed=seed)
 
 
+def special_frame(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a text's own ([CLS] / [SEP], <s> / </s>, or none)."""
+    framed = tokenizer("a")["input_ids"]
+    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+    for start in range(len(framed) - len(bare) + 1):
+        if framed[start:start + len(bare)] == bare:
+            return framed[:start], framed[start + len(bare):]
+    raise ConfigError("student.static.teacher_table = 'outputs': the teacher's tokenizer does not keep a text's "
+                      "own ids between its special tokens")
+
+
+@torch.no_grad()
+def token_output_table(teacher: Encoder, vocab: int, batch_size: int = 256, progress: bool = True) -> Tensor:
+    """(vocab, H): the teacher's pooled output (before its projection and normalisation) for each token id
+    alone between the tokenizer's special tokens, as model2vec.distill embeds its vocabulary."""
+    prefix, suffix = special_frame(teacher.tokenizer)
+    projection, normalize, was_training = teacher.projection, teacher.normalize, teacher.training
+    teacher.projection, teacher.normalize = None, False
+    teacher.eval()
+    out = []
+    try:
+        for start in progress_bar(range(0, vocab, batch_size), desc="teacher (vocabulary)", disable=not progress):
+            ids = torch.tensor([prefix + [i] + suffix for i in range(start, min(start + batch_size, vocab))])
+            out.append(teacher(ids, torch.ones_like(ids)).float())
+    finally:
+        teacher.projection, teacher.normalize = projection, normalize
+        teacher.train(was_training)
+    return torch.cat(out)
+
+
+def sif_weights(vocab: int, coefficient: float) -> Tensor:
+    """(vocab,) SIF weights a / (a + p(token)), with p from Zipf's law over the token ids' order (a
+    tokenizer's ids run roughly from frequent to rare): "A Simple but Tough-to-Beat Baseline for Sentence
+    Embeddings" (Arora et al., 2017), as model2vec.distill applies it (p_i proportional to 1 / (i + 2))."""
+    inverse_rank = 1.0 / torch.arange(2, vocab + 2, dtype=torch.float64)
+    proba = inverse_rank / inverse_rank.sum()
+    return (coefficient / (coefficient + proba)).float()
+
+
 def pca_table(table: Tensor, dim: int) -> Tensor:
     """(V, H) -> (V, dim): the rows centred and projected onto their top-`dim` principal directions."""
+    return pca_fit(table, dim)[0]
+
+
+def pca_fit(table: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(coordinates (V, dim), components (dim, H), mean (H,)) of `table` (V, H): row v is approximately
+    mean + coordinates[v] @ components (exactly when dim is the table's rank)."""
     if dim > min(table.shape):
         raise ConfigError(f"student.dim = {dim}: PCA of a {tuple(table.shape)} embedding table keeps at most "
                           f"{min(table.shape)} dimensions")
-    centred = table.double() - table.double().mean(0)
+    mean = table.double().mean(0)
+    centred = table.double() - mean
     _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-    return (centred @ vh[:dim].T).float()
+    return (centred @ vh[:dim].T).float(), vh[:dim].float(), mean.float()
+
+
+def back_projection(components: Tensor, mean: Tensor, teacher: Encoder) -> nn.Linear:
+    """nn.Linear(dim, D): PCA coordinates back to the teacher's pooled space (mean + c @ components), then
+    through the teacher's own projection when it has one, so a static student starts in its output space."""
+    weight, bias = components.T.double(), mean.double()  # (H, dim), (H,)
+    if teacher.projection is not None:
+        w_t, b_t = teacher.projection.weight.detach().double(), teacher.projection.bias
+        weight, bias = w_t @ weight, w_t @ bias + (b_t.detach().double() if b_t is not None else 0)
+    linear = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+    return linear
 
 
 def static_student(tokenizer: Any, dim: int, output_dim: int, *, teacher: Encoder | None = None,
-                   normalize: bool = True, seed: int = 0) -> StaticEncoder:
+                   teacher_table: Literal["outputs", "inputs"] = "outputs", sif: float | None = 1e-4,
+                   normalize: bool = True, seed: int = 0, progress: bool = True) -> StaticEncoder:
     """A static student over `tokenizer`'s vocabulary with `dim`-wide token vectors, projected to `output_dim`.
 
-    With `teacher`, the table is the teacher's input-embedding matrix (its tokenizer must be `tokenizer`),
-    centred and reduced to `dim` by PCA (`pca_table`). model2vec instead embeds every token with a full
-    teacher forward and re-weights by token frequency (Zipf / SIF); that is not done here. Without a
-    teacher the table is N(0, 1) like `nn.EmbeddingBag`'s default.
+    With `teacher` (its tokenizer must be `tokenizer`) the table is, for teacher_table "outputs", the
+    teacher's pooled output for every token alone (`token_output_table`: one forward per token, as
+    model2vec.distill does), or for "inputs" its input-embedding matrix; centred, reduced to `dim` by PCA
+    (`pca_table`) and, when `sif` is given, each row scaled by its SIF weight (`sif_weights`, model2vec's
+    default 1e-4). An "outputs" table's projection is the PCA's inverse (through the teacher's own Dense, if
+    any), so a one-token text starts at the teacher's embedding of that token; an "inputs" table's is
+    orthogonal (input embeddings are not in the output space). Without a teacher the table is N(0, 1) like
+    `nn.EmbeddingBag`'s default.
     """
     vocab = len(tokenizer)
     torch.manual_seed(seed)
     if teacher is None:
         bag = nn.EmbeddingBag(vocab, dim, mode="mean")
     else:
-        table = teacher.backbone.get_input_embeddings().weight.detach()
-        if table.shape[0] < vocab or teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
+        rows = teacher.backbone.get_input_embeddings().weight.shape[0]
+        if rows < vocab or teacher.tokenizer.get_vocab() != tokenizer.get_vocab():
             raise ConfigError("student: a static student initialised from the teacher needs the teacher's tokenizer")
-        bag = nn.EmbeddingBag.from_pretrained(pca_table(table[:vocab], dim), freeze=False, mode="mean")
+        outputs = teacher_table == "outputs"
+        table = (token_output_table(teacher, vocab, progress=progress) if outputs
+                 else teacher.backbone.get_input_embeddings().weight.detach()[:vocab])
+        reduced, components, mean = pca_fit(table, dim)
+        if sif is not None:
+            reduced = reduced * sif_weights(vocab, sif)[:, None]
+        bag = nn.EmbeddingBag.from_pretrained(reduced, freeze=False, mode="mean")
+        if outputs and teacher.dim == output_dim:  # the PCA's own inverse: the student starts in the teacher's space
+            return StaticEncoder(bag, projection=back_projection(components, mean, teacher), normalize=normalize,
+                                 tokenizer=tokenizer)
     student = StaticEncoder(bag, normalize=normalize, tokenizer=tokenizer)
     return attach_projection(student, output_dim, "orthogonal", seed=seed)

@@ -155,6 +155,9 @@ class Encoder(TextEncoder):
         return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
 
 
+STATIC_ENCODE_BATCH = 1024  # texts per tokenizer call when a static encoder encodes (model2vec's default too)
+
+
 class StaticEncoder(TextEncoder):
     """A static token-embedding table averaged over a text's tokens (no special tokens, no truncation):
     sentence-transformers' StaticEmbedding / model2vec. The table is `embedding.weight` (V, E), the
@@ -177,10 +180,54 @@ class StaticEncoder(TextEncoder):
         offsets = torch.cumsum(counts, 0) - counts
         return self.finish(self.embedding(input_ids[valid], offsets))
 
+    def token_rows(self, texts: Sequence[str], tokenizer: Any = None, max_length: int | None = None) -> list[list[int]]:
+        """Each text's ids without special tokens (cut to `max_length` if given)."""
+        tokenizer = tokenizer or self.tokenizer
+        backend = self.plain_backend(tokenizer)
+        if backend is not None:  # the same ids as tokenizer(...) gives, without offsets or Python objects: faster
+            rows = [e.ids for e in backend.encode_batch_fast(list(texts), add_special_tokens=False)]
+        else:
+            rows = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [r[:max_length] for r in rows] if max_length else rows
+
+    def plain_backend(self, tokenizer: Any) -> Any:
+        """A copy of a fast tokenizer's Rust tokenizer with padding and truncation off (None for a slow one).
+
+        A copy, because transformers leaves the padding / truncation of a padded call on the shared backend,
+        and a padded row would put pad ids in the average."""
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None or not hasattr(backend, "encode_batch_fast"):
+            return None
+        cached = getattr(self, "_plain_backend", None)
+        if cached is None or cached[0] is not tokenizer:
+            plain = type(backend).from_str(backend.to_str())
+            plain.no_padding()
+            plain.no_truncation()
+            self._plain_backend = cached = (tokenizer, plain)
+        return cached[1]
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], batch_size: int = 32, tokenizer: Any = None, max_length: int | None = None,
+               progress: bool = False) -> Tensor:
+        """(N, D) float32 embeddings, as `TextEncoder.encode` gives, without the padded (B, T) ids: the flat ids
+        go straight to the bag. A text's embedding does not depend on its batch, so batches are large."""
+        was_training = self.training
+        self.eval()
+        device = self.embedding.weight.device
+        step = max(batch_size, STATIC_ENCODE_BATCH)
+        out = []
+        for start in progress_bar(range(0, len(texts), step), desc="encode", disable=not progress):
+            rows = self.token_rows(texts[start:start + step], tokenizer, max_length)
+            counts = torch.tensor([len(r) for r in rows])
+            ids = torch.tensor([i for r in rows for i in r], dtype=torch.long)
+            pooled = self.embedding(ids.to(device), (torch.cumsum(counts, 0) - counts).to(device))
+            out.append(self.finish(pooled).float().cpu())
+        self.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, self.dim)
+
     def tokenize(self, texts: Sequence[str], tokenizer: Any = None, max_length: int | None = None) -> dict[str, Tensor]:
         """Right-padded ids (pad id 0, masked out) without special tokens; `max_length` truncates if given."""
-        rows = (tokenizer or self.tokenizer)(list(texts), add_special_tokens=False)["input_ids"]
-        rows = [r[:max_length] if max_length else r for r in rows]
+        rows = self.token_rows(texts, tokenizer, max_length)
         ids = torch.zeros(len(rows), max([len(r) for r in rows] + [1]), dtype=torch.long)
         mask = torch.zeros_like(ids)
         for b, row in enumerate(rows):

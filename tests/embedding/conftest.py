@@ -35,7 +35,7 @@ def embedding_recipe(assets, out, **changes):
     """A recipe that trains 4 steps of LEAF from the tiny teacher, without the end-of-run evaluation."""
     recipe = {
         "task": "embedding", "name": "tiny-emb", "seed": 0, "output_dir": str(out), "progress": False, "threads": 1,
-        "teacher": {"path": assets["teacher"], "batch_size": 8},
+        "teacher": {"path": assets["teacher"], "batch_size": 8, "dtype": "float32"},  # auto: bf16 on some CPUs
         "student": {"path": assets["student"]},
         "data": {"format": "sentences", "paths": [assets["sentences"]], "eval_fraction": 0.2},
         "method": {"name": "leaf"},

@@ -93,6 +93,29 @@ def test_batches_follow_the_method_format_and_resume_anywhere(tmp_path):
     assert batch["candidates"]["text"][:3] == ["a", "a", "a"]  # a short list is padded with its own positive
 
 
+def test_group_by_length_pads_less_and_keeps_every_record_and_resume(tmp_path):
+    import random
+    rng = random.Random(0)
+    lines = [" ".join(["w"] * rng.randint(1, 60)) + f" {i}" for i in range(400)]
+    split = load_data(spec(paths=[write(tmp_path / "s.txt", lines)])).train
+    plain = TextBatches(split, "sentences", fake_tokenize, batch_size=8, seed=1)
+    grouped = TextBatches(split, "sentences", fake_tokenize, batch_size=8, seed=1, group_by_length=True)
+
+    def padded(batches, epoch):  # characters a batch pads to, summed: what grouping is for
+        return sum(len(b["text"]) * max(map(len, b["text"])) for b in batches.epoch(epoch))
+    assert len(grouped) == len(plain) == 50
+    rows = grouped.batch_rows(0)
+    assert sorted(r for b in rows for r in b) == sorted(r for b in plain.batch_rows(0) for r in b)  # same records
+    assert padded(grouped, 0) < 0.7 * padded(plain, 0)
+    window = [len(split.texts[r]) for r in grouped.grouped(plain.order(0).tolist())[:8 * 64]]
+    assert window == sorted(window, reverse=True)  # a window is sorted longest first...
+    firsts = [b[0] for b in rows[:10]]
+    assert firsts != sorted(firsts, key=lambda r: -len(split.texts[r]))  # ...and its batches are shuffled
+    assert grouped.batch_rows(1) != rows  # a new order each epoch
+    resumed = [b["text"] for b in grouped.epoch(1, start=7)]
+    assert resumed == [b["text"] for b in grouped.epoch(1)][7:]
+
+
 # ----------------------------------------------------------------------------- data.corpora
 
 def fake_wordnet(data_dir):

@@ -70,6 +70,17 @@ def test_training_from_a_store_equals_training_with_the_teacher_and_loads_none(a
     assert stored["stages"]["teacher"]["source"] == "store" and stored["stages"]["teacher"]["params"] > 0
 
 
+@pytest.mark.parametrize("native, expect", [(True, torch.bfloat16), (False, torch.float32)])
+def test_teacher_dtype_auto_is_bfloat16_only_where_the_cpu_runs_it_natively(assets, tmp_path, monkeypatch, native,
+                                                                            expect):
+    import distill.models.hf as hf
+    from distill.tasks.embedding.signal import load_teacher
+    monkeypatch.setattr(hf, "fast_bfloat16", lambda: native)
+    teacher = embedding_recipe(assets, tmp_path)["teacher"]
+    _, cfg = build_recipe(embedding_recipe(assets, tmp_path, teacher={**teacher, "dtype": "auto"}))
+    assert {p.dtype for p in load_teacher(cfg).parameters()} == {expect}
+
+
 def test_a_store_of_other_data_or_another_teacher_is_refused(assets, tmp_path):
     store = {"path": str(tmp_path / "store")}
     task, cfg = build_recipe(embedding_recipe(assets, tmp_path, store=store))

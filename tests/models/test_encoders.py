@@ -10,7 +10,7 @@ from torch import nn
 from distill.errors import ConfigError
 from distill.models import FrozenTeacher
 from distill.models.encoder_students import (attach_projection, config_student, fit_projection, pca_table,
-                                             pooled_features, pretrained_student, static_student)
+                                             pooled_features, pretrained_student, static_student, token_output_table)
 from distill.models.encoders import (Encoder, StaticEncoder, export_sentence_transformers, load_sentence_encoder,
                                      pool)
 from distill.models.teacher_sources import LiveEmbeddings, StoredEmbeddings
@@ -171,7 +171,7 @@ def test_config_student_is_a_smaller_random_copy(tmp_path, tok):
 
 def test_static_student_from_the_teacher_is_its_embedding_matrix_under_pca(tok):
     teacher = tiny_encoder(tok, hidden=32)
-    student = static_student(tok, 8, 32, teacher=teacher)
+    student = static_student(tok, 8, 32, teacher=teacher, teacher_table="inputs", sif=None)
     table = teacher.backbone.get_input_embeddings().weight.detach().double()
     centred = table - table.mean(0)
     eigvals, eigvecs = torch.linalg.eigh(centred.T @ centred)
@@ -182,6 +182,45 @@ def test_static_student_from_the_teacher_is_its_embedding_matrix_under_pca(tok):
     assert torch.allclose(pca_table(table.float(), 8).double(), reduced, atol=1e-6)
     with pytest.raises(ConfigError, match="PCA"):
         pca_table(table.float(), 64)
+
+
+def test_static_student_from_the_teacher_outputs_is_each_token_embedded_alone_then_pca_and_sif(tok):
+    teacher = tiny_encoder(tok, hidden=32, out_dim=24, normalize=True)  # the table skips projection and norm
+    cls, sep = tok.cls_token_id, tok.sep_token_id
+    rows = []
+    with torch.no_grad():
+        for i in range(len(tok)):  # slow reference: one forward per token, mean over its 3 positions
+            ids = torch.tensor([[cls, i, sep]])
+            rows.append(teacher.backbone(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state[0].mean(0))
+    outputs = torch.stack(rows).double()
+    assert torch.allclose(token_output_table(teacher, len(tok), batch_size=7, progress=False).double(), outputs,
+                          atol=1e-5)
+    a, ranks = 1e-3, torch.arange(len(tok), dtype=torch.float64)
+    harmonic = sum(1.0 / (k + 2) for k in range(len(tok)))
+    weights = a / (a + (1.0 / (ranks + 2)) / harmonic)
+    student = static_student(tok, 8, 24, teacher=teacher, sif=a)
+    centred = outputs - outputs.mean(0)
+    eigvals, eigvecs = torch.linalg.eigh(centred.T @ centred)
+    expected = (centred @ eigvecs[:, eigvals.argsort(descending=True)[:8]]) * weights[:, None]
+    torch.testing.assert_close(student.embedding.weight.detach().double().abs(), expected.abs(), atol=1e-4, rtol=1e-3)
+    assert student.dim == 24 and student.encode(TEXTS).shape == (4, 24)
+    # at full rank and without SIF, a one-token text starts exactly at the teacher's output for that token
+    full = static_student(tok, 32, 24, teacher=teacher, sif=None, normalize=False)
+    ids = torch.tensor([[cls, 57, sep]])
+    with torch.no_grad():
+        expect = teacher.projection(teacher.backbone(input_ids=ids).last_hidden_state[0].mean(0))
+        got = full(torch.tensor([[57]]), torch.ones(1, 1, dtype=torch.long))[0]
+    torch.testing.assert_close(got, expect, atol=1e-4, rtol=1e-4)
+
+
+def test_static_encode_equals_the_padded_forward_even_after_a_padded_call_on_its_tokenizer(tok):
+    student = static_student(tok, 12, 20, normalize=True)
+    tok(TEXTS, padding="max_length", max_length=40, truncation=True)  # transformers leaves this on the backend
+    tokens = student.tokenize(TEXTS)
+    assert tokens["attention_mask"].sum(1).tolist() == [len(tok(t, add_special_tokens=False)["input_ids"])
+                                                        for t in TEXTS]
+    torch.testing.assert_close(student.encode(TEXTS, batch_size=2),
+                               student(tokens["input_ids"], tokens["attention_mask"]), atol=1e-6, rtol=0)
 
 
 # ----------------------------------------------------------------------------- teacher sources

@@ -4,6 +4,13 @@ The order of epoch e is a permutation seeded by (seed, e), and a batch is a func
 only, so a run resumed at (epoch, batch) sees exactly the batches an uninterrupted one would. The
 last incomplete batch of an epoch is dropped: in-batch methods (similarity KD, contrastive KD) would
 otherwise see one short row set per epoch.
+
+`group_by_length` (data.group_by_length) cuts padding, the compute a batch spends on pad tokens: the
+epoch's permutation is split into windows of GROUP_WINDOW batches, each window is sorted by the
+records' lengths in characters and cut into batches, and the batches are shuffled (seeded by
+(seed, epoch) too, so resuming still sees the same batches). This is Hugging Face's
+`group_by_length` idea; it changes which texts share a batch, so in-batch negatives become texts of
+like length.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from distill.tasks.embedding.data import TextSplit
 
 Tokenize = Callable[[list[str]], dict[str, Tensor]]
 ROLES = {"pairs": ("query", "positive"), "triples": ("query", "positive", "negative")}
+GROUP_WINDOW = 64  # batches per length-sorted window: wide enough to pad little, narrow enough to stay random
 
 
 class TextBatches(BatchSourceHooks):
@@ -29,9 +37,10 @@ class TextBatches(BatchSourceHooks):
     """
 
     def __init__(self, split: TextSplit, batch_format: str, tokenize: Tokenize, *, batch_size: int, seed: int = 0,
-                 shuffle: bool = True, drop_last: bool = True):
+                 shuffle: bool = True, drop_last: bool = True, group_by_length: bool = False):
         self.split, self.format, self.tokenize = split, batch_format, tokenize
         self.batch_size, self.seed, self.shuffle, self.drop_last = batch_size, seed, shuffle, drop_last
+        self.group_by_length = group_by_length
 
     def __len__(self) -> int:
         n = len(self.split.records)
@@ -43,10 +52,33 @@ class TextBatches(BatchSourceHooks):
             return torch.arange(n)
         return torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(self.seed, epoch)))
 
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[dict[str, Any]]:
+    def batch_rows(self, epoch: int) -> list[list[int]]:
+        """The record rows of each of epoch `epoch`'s batches, in the order they are trained on."""
         order = self.order(epoch).tolist()
-        for i in range(start, len(self)):
-            yield self.make_batch(order[i * self.batch_size:(i + 1) * self.batch_size])
+        if self.group_by_length and self.shuffle:
+            order = self.grouped(order)
+        rows = [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
+        if self.group_by_length and self.shuffle:
+            generator = torch.Generator().manual_seed(mix_seed(self.seed + 1, epoch))
+            rows = [rows[i] for i in torch.randperm(len(rows), generator=generator).tolist()]
+        return rows
+
+    def grouped(self, order: list[int]) -> list[int]:
+        """`order` with each window of GROUP_WINDOW batches sorted by record length (longest first)."""
+        window = GROUP_WINDOW * self.batch_size
+        out: list[int] = []
+        for start in range(0, len(order), window):
+            out += sorted(order[start:start + window], key=self.record_length, reverse=True)
+        return out
+
+    def record_length(self, row: int) -> int:
+        """Characters of the record's texts (of the first alone for sentences batches, which read only it)."""
+        record = self.split.records[row]
+        return sum(len(self.split.texts[i]) for i in (record[:1] if self.format == "sentences" else record))
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[dict[str, Any]]:
+        for rows in self.batch_rows(epoch)[start:]:
+            yield self.make_batch(rows)
 
     def make_batch(self, rows: Sequence[int]) -> dict[str, Any]:
         records = [self.split.records[r] for r in rows]

@@ -18,7 +18,7 @@ from distill.data.store import StoreWriter
 from distill.errors import ConfigError
 from distill.eval.embeddings import THROUGHPUT_SENTENCES, encode_throughput, model_size
 from distill.models.encoders import TextEncoder
-from distill.models.hf import tokenizer_hash
+from distill.models.hf import resolve_dtype, tokenizer_hash
 from distill.tasks.embedding.data import dataset_fingerprint, texts_fingerprint
 from distill.tasks.embedding.runner import recipe_data, suite_texts
 from distill.tasks.embedding.schema import EmbeddingRecipe
@@ -37,7 +37,8 @@ def cache(cfg: EmbeddingRecipe, *, overwrite: bool = False) -> dict[str, Any]:
     identity = {"kind": "embedding", "teacher": teacher_identity(cfg.teacher.path),
                 "tokenizer_hash": tokenizer_hash(teacher.tokenizer), "k": None, "temperature": None,
                 "dtype": cfg.store.dtype, "dataset_fingerprint": dataset_fingerprint(data)}
-    extra = {"dim": teacher.dim, "teacher_path": cfg.teacher.path, "data": {"format": cfg.data.format,
+    extra = {"dim": teacher.dim, "teacher_path": cfg.teacher.path,
+             "teacher_dtype": resolve_dtype(cfg.teacher.dtype), "data": {"format": cfg.data.format,
              "paths": cfg.data.paths, "corpora": cfg.data.corpora}, "suite_fingerprint": texts_fingerprint(evaluated)}
     writer = StoreWriter(cfg.store.path, identity, extra, overwrite=overwrite)
     for split, texts in (("train", data.train.texts), ("eval", data.held.texts), ("suite", evaluated)):

@@ -194,7 +194,9 @@ class EmbeddingRun:
             source = self.cfg.student.base or self.cfg.teacher.path
             tokenizer = transformers_module().AutoTokenizer.from_pretrained(str(Path(source).expanduser()),
                                                                             local_files_only=True)
-        return static_student(tokenizer, spec.dim, self.dim, teacher=teacher, normalize=spec.normalize, seed=seed)
+        return static_student(tokenizer, spec.dim, self.dim, teacher=teacher, teacher_table=spec.teacher_table,
+                              sif=spec.sif if teacher is not None else None, normalize=spec.normalize, seed=seed,
+                              progress=self.cfg.progress)
 
     def _projection_pairs(self, student: TextEncoder) -> tuple[torch.Tensor, torch.Tensor]:
         """(student pooled features, teacher embeddings) of the first projection_texts training texts."""
@@ -217,7 +219,7 @@ class EmbeddingRun:
     def batches(self, student: TextEncoder, batch_format: str) -> TextBatches:
         split = for_batches(self.data.train, batch_format, self.cfg.data.format)
         batches = TextBatches(split, batch_format, self.tokenizer_of(student), batch_size=self.cfg.train.batch_size,
-                              seed=self.cfg.seed)
+                              seed=self.cfg.seed, group_by_length=self.cfg.data.group_by_length)
         if len(batches) == 0:
             raise DataError(f"data: {len(split.records)} training {batch_format} make no full batch of "
                             f"train.batch_size = {self.cfg.train.batch_size}: lower it or add data")

@@ -21,6 +21,7 @@ from torch import Tensor
 from distill.data.store import MANIFEST, StoreReader
 from distill.errors import DataError
 from distill.models.encoders import TextEncoder, load_sentence_encoder
+from distill.models.hf import resolve_dtype
 from distill.progress import progress_bar
 from distill.tasks.embedding.schema import TEXTS_PER_SHARD, EmbeddingRecipe
 
@@ -28,7 +29,7 @@ SAMPLED_BYTES = 1 << 20  # of each large file hashed into the teacher's identity
 
 
 def load_teacher(cfg: EmbeddingRecipe) -> TextEncoder:
-    return load_sentence_encoder(cfg.teacher.path, cfg.teacher.dtype).eval()
+    return load_sentence_encoder(cfg.teacher.path, resolve_dtype(cfg.teacher.dtype)).eval()
 
 
 def teacher_identity(path: str) -> dict[str, str]:
