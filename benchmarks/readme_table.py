@@ -337,6 +337,35 @@ def embedding(line: dict[str, Any]) -> list[str]:
     out += ["", f"minilm-leaf keeps {100 * goals['transfer_kept']:.1f} % of the teacher's transfer accuracy (target 95), "
             f"nDCG@10 kept: {kept} (target 90), student-query / teacher-index nDCG@10 vs teacher/teacher: {asym} "
             f"(target 95), speed {goals['speedup']:.1f}x the teacher (target 4)."]
+    if "static_minus_model2vec" in goals:
+        diff = goals["static_minus_model2vec"]
+        points = ", ".join(f"{k} {100 * v:+.1f}" for k, v in diff.items())
+        ratio = rows["model2vec"].get("speed_vs_static_leaf")
+        speed = f"; static-leaf runs at {1 / ratio:.2f}x model2vec's sentences/s" if ratio else ""
+        out += ["", f"static-leaf minus model2vec, points: {points}{speed}."]
+    return out
+
+
+@formatter("embedding_batching")
+def embedding_batching(line: dict[str, Any]) -> list[str]:
+    f = line["figures"]
+    out = ["| MiniLM batches of the LEAF recipe | median step s | tokens per batch, padded | real tokens |",
+           "|---|---|---|---|"]
+    out += [f"| {n} | {f[n]['step_seconds']:.3f} | {f[n]['padded_tokens']:.0f} | {f[n]['real_tokens']:.0f} |"
+            for n in ("shuffled", "grouped")]
+    return out + ["", f"`data.group_by_length` steps are {f['speedup']:.2f}x faster ({f['steps']} steps each, "
+                      "taking turns)."]
+
+
+@formatter("embedding_static_init")
+def embedding_static_init(line: dict[str, Any]) -> list[str]:
+    rows = line["figures"]["rows"]
+    suites = list(rows["outputs"]["ndcg"])
+    out = ["| static table (MiniLM teacher) | transfer acc % | " + " | ".join(f"nDCG@10 {s}" for s in suites) + " | "
+           + " | ".join(f"q -> teacher index {s}" for s in suites) + " | held-out cos |", "|---|" + "---|" * (2 + 2 * len(suites))]
+    for name, r in rows.items():
+        out.append(f"| {name} | {100 * r['transfer']:.1f} | " + " | ".join(f"{100 * r['ndcg'][s]:.1f}" for s in suites)
+                   + " | " + " | ".join(f"{100 * r['asym_ndcg'][s]:.1f}" for s in suites) + f" | {r['held_out_cosine']:.3f} |")
     return out
 
 
