@@ -26,3 +26,5 @@ def main(out: str, batch: int) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], int(sys.argv[2]))
+    from tests.llm.fsdp_driver import finish  # see there: no interpreter teardown after finished work
+    finish()
