@@ -21,7 +21,8 @@ Projection initialisation (`init`):
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from contextlib import contextmanager
+from typing import Any, Iterator, Literal
 
 import torch
 from torch import Tensor, nn
@@ -83,10 +84,17 @@ def attach_projection(encoder: TextEncoder, dim: int, init: ProjectionInit = "or
 @torch.no_grad()
 def pooled_features(encoder: TextEncoder, texts: list[str], batch_size: int = 32) -> Tensor:
     """(N, pooled_dim) embeddings before the projection and normalisation (what `fit_projection` maps)."""
+    with without_head(encoder):
+        return encoder.encode(texts, batch_size=batch_size)
+
+
+@contextmanager
+def without_head(encoder: TextEncoder) -> Iterator[TextEncoder]:
+    """`encoder` with its projection and normalisation off (its pooled output), restored on exit."""
     projection, normalize = encoder.projection, encoder.normalize
     encoder.projection, encoder.normalize = None, False
     try:
-        return encoder.encode(texts, batch_size=batch_size)
+        yield encoder
     finally:
         encoder.projection, encoder.normalize = projection, normalize
 
@@ -131,16 +139,15 @@ def token_output_table(teacher: Encoder, vocab: int, batch_size: int = 256, prog
     """(vocab, H): the teacher's pooled output (before its projection and normalisation) for each token id
     alone between the tokenizer's special tokens, as model2vec.distill embeds its vocabulary."""
     prefix, suffix = special_frame(teacher.tokenizer)
-    projection, normalize, was_training = teacher.projection, teacher.normalize, teacher.training
-    teacher.projection, teacher.normalize = None, False
+    was_training = teacher.training
     teacher.eval()
     out = []
     try:
-        for start in progress_bar(range(0, vocab, batch_size), desc="teacher (vocabulary)", disable=not progress):
-            ids = torch.tensor([prefix + [i] + suffix for i in range(start, min(start + batch_size, vocab))])
-            out.append(teacher(ids, torch.ones_like(ids)).float())
+        with without_head(teacher):
+            for start in progress_bar(range(0, vocab, batch_size), desc="teacher (vocabulary)", disable=not progress):
+                ids = torch.tensor([prefix + [i] + suffix for i in range(start, min(start + batch_size, vocab))])
+                out.append(teacher(ids, torch.ones_like(ids)).float())
     finally:
-        teacher.projection, teacher.normalize = projection, normalize
         teacher.train(was_training)
     return torch.cat(out)
 
