@@ -176,9 +176,12 @@ class StaticEncoder(TextEncoder):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         valid = attention_mask.bool()
-        counts = valid.sum(1)
-        offsets = torch.cumsum(counts, 0) - counts
-        return self.finish(self.embedding(input_ids[valid], offsets))
+        return self.pooled_bag(input_ids[valid], valid.sum(1))
+
+    def pooled_bag(self, flat_ids: Tensor, counts: Tensor) -> Tensor:
+        """(B, D) embeddings of B texts whose ids lie end to end in `flat_ids`, `counts` (B,) ids each."""
+        offsets = (torch.cumsum(counts, 0) - counts).to(flat_ids.device)
+        return self.finish(self.embedding(flat_ids, offsets))
 
     def token_rows(self, texts: Sequence[str], tokenizer: Any = None, max_length: int | None = None) -> list[list[int]]:
         """Each text's ids without special tokens (cut to `max_length` if given)."""
@@ -220,8 +223,7 @@ class StaticEncoder(TextEncoder):
             rows = self.token_rows(texts[start:start + step], tokenizer, max_length)
             counts = torch.tensor([len(r) for r in rows])
             ids = torch.tensor([i for r in rows for i in r], dtype=torch.long)
-            pooled = self.embedding(ids.to(device), (torch.cumsum(counts, 0) - counts).to(device))
-            out.append(self.finish(pooled).float().cpu())
+            out.append(self.pooled_bag(ids.to(device), counts).float().cpu())
         self.train(was_training)
         return torch.cat(out) if out else torch.empty(0, self.dim)
 

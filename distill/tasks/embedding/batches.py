@@ -55,13 +55,14 @@ class TextBatches(BatchSourceHooks):
     def batch_rows(self, epoch: int) -> list[list[int]]:
         """The record rows of each of epoch `epoch`'s batches, in the order they are trained on."""
         order = self.order(epoch).tolist()
-        if self.group_by_length and self.shuffle:
+        grouping = self.group_by_length and self.shuffle  # an unshuffled order stays as given
+        if grouping:
             order = self.grouped(order)
         rows = [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
-        if self.group_by_length and self.shuffle:
-            generator = torch.Generator().manual_seed(mix_seed(self.seed + 1, epoch))
-            rows = [rows[i] for i in torch.randperm(len(rows), generator=generator).tolist()]
-        return rows
+        if not grouping:
+            return rows
+        generator = torch.Generator().manual_seed(mix_seed(self.seed + 1, epoch))
+        return [rows[i] for i in torch.randperm(len(rows), generator=generator).tolist()]
 
     def grouped(self, order: list[int]) -> list[int]:
         """`order` with each window of GROUP_WINDOW batches sorted by record length (longest first)."""
