@@ -96,23 +96,40 @@ def method_summary(figures: dict[str, Any]) -> list[tuple[str, list[tuple[float,
     return rows
 
 
+def recipe_document(out_dir: Path, name: str, recipe: dict[str, Any]) -> dict[str, Any]:
+    """`recipe` named `name`, writing its run under out_dir, without progress bars."""
+    return {**recipe, "name": name, "output_dir": str(out_dir), "progress": False}
+
+
 def write_recipe(out_dir: Path, name: str, recipe: dict[str, Any]) -> Path:
-    """<out_dir>/recipes/<name>.yaml: `recipe` named `name`, writing its run under out_dir, without progress bars."""
+    """<out_dir>/recipes/<name>.yaml: `recipe_document(out_dir, name, recipe)`."""
     import yaml
     path = Path(out_dir) / "recipes" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({**recipe, "name": name, "output_dir": str(out_dir), "progress": False}))
+    path.write_text(yaml.safe_dump(recipe_document(out_dir, name, recipe)))
     return path
 
 
+def finished_with(out_dir: Path, name: str, recipe: dict[str, Any]) -> bool:
+    """Whether run `name` under out_dir finished from this very recipe (a changed recipe is trained again,
+    so a benchmark never reports a run of other settings)."""
+    import yaml
+    folder, path = Path(out_dir) / name, Path(out_dir) / "recipes" / f"{name}.yaml"
+    if not ((folder / "summary.json").is_file() and (folder / "peak_rss.json").is_file() and path.is_file()):
+        return False
+    wanted = json.loads(json.dumps(recipe_document(out_dir, name, recipe)))  # yaml's view: tuples become lists
+    return yaml.safe_load(path.read_text()) == wanted
+
+
 def train_subprocess(out_dir: Path, name: str, recipe: dict[str, Any]) -> dict[str, Any]:
-    """`distill train` of `recipe` in its own process (so its peak RSS is the run's own); reuses a finished run.
+    """`distill train` of `recipe` in its own process (so its peak RSS is the run's own); reuses a run finished
+    from the same recipe.
 
     Returns the run's summary with "peak_rss_bytes" added.
     """
     folder = Path(out_dir) / name
     summary = folder / "summary.json"
-    if not summary.is_file():
+    if not finished_with(out_dir, name, recipe):
         path = write_recipe(out_dir, name, recipe)
         wrapper = ("import sys\nfrom distill.cli import main\ncode = main(sys.argv[1:])\n"
                    "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"

@@ -7,16 +7,16 @@ from torch import Tensor, nn
 
 from distill.data.stream import normalize
 from distill.losses import kl
+from distill.modes import eval_mode
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: Tensor, mean: list[float], std: list[float],
                    batch_size: int = 512) -> Tensor:
     """float32 logits (N, C) of `model` in eval mode over uint8 images (N, C, H, W)."""
-    was_training = model.training
-    model.eval()
-    out = [model(normalize(images[i:i + batch_size], mean, std)).float() for i in range(0, len(images), batch_size)]
-    model.train(was_training)
+    with eval_mode(model):
+        out = [model(normalize(images[i:i + batch_size], mean, std)).float()
+               for i in range(0, len(images), batch_size)]
     return torch.cat(out)
 
 

@@ -28,6 +28,7 @@ from distill.data import embedding_sets as sets
 from distill.errors import ConfigError, DataError
 from distill.eval.retrieval import retrieval_metrics
 from distill.fileio import atomic_write_text
+from distill.modes import eval_mode
 from distill.progress import progress_bar
 from distill.report.text import format_text_table, human_count
 
@@ -282,10 +283,7 @@ def evaluate_embeddings(student_encode: Encode | CachedEncoder, teacher_encode: 
     if teacher_encode is not None:
         encoders["teacher"] = _cached(teacher_encode, "teacher", batch_size, progress)
     models = {"student": student_model, "teacher": teacher_model}
-    was_training = {w: m.training for w, m in models.items() if m is not None}
-    for w in was_training:
-        models[w].eval()
-    try:
+    with eval_mode(*models.values()):
         result: dict[str, Any] = {"suites": suites, "limits": asdict(limits), "data_dir": str(data_dir)}
         if "transfer" in suites:
             result["transfer"] = _transfer_suite(encoders, data_dir, limits)
@@ -293,9 +291,6 @@ def evaluate_embeddings(student_encode: Encode | CachedEncoder, teacher_encode: 
                                if s in sets.RETRIEVAL_LOADERS}
         texts = sets.throughput_sentences(data_dir, THROUGHPUT_SENTENCES)
         result["encoders"] = {w: _encoder_figures(e, models[w], texts) for w, e in encoders.items()}
-    finally:
-        for w, mode in was_training.items():
-            models[w].train(mode)
     result["seconds"] = time.perf_counter() - start
     return result
 

@@ -14,6 +14,7 @@ from distill.errors import DataError
 from distill.losses.aligned import span_rows
 from distill.losses.fused import (WIDE_LOGIT_BUDGET_BYTES, chunk_bounds, default_chunk_size, fused_linear_divergence,
                                   token_logprobs)
+from distill.modes import eval_mode
 
 
 @torch.no_grad()
@@ -27,22 +28,20 @@ def evaluate_lm(student_body: nn.Module, teacher: Any, batches: Iterable[dict[st
     figures. Raises DataError when the batches hold no valid position: a perplexity over nothing
     would read as a perfect 1.00.
     """
-    was_training = student_body.training
-    student_body.eval()
     sums = torch.zeros(3, dtype=torch.float64)  # nll, divergence, tokens
     head = student_body.head_weight
-    for batch in batches:
-        labels, mask = next_token_targets(batch)
-        if not mask.any():
-            continue
-        signal = teacher.signal(batch, mask) if teacher is not None else None
-        s = student_body(batch["input_ids"], batch.get("attention_mask"))[:, :-1][mask]
-        temperature = signal.temperature if signal is not None and signal.temperature is not None else 1.0
-        out = fused_linear_divergence(s, head, signal, divergence=divergence, ce_labels=labels[mask],
-                                      kd_weight=1.0 if signal is not None else 0.0, reduction="sum",
-                                      chunk_size=chunk_size, vocab_size=vocab_size, temperature=temperature)
-        sums += torch.tensor([float(out.ce), float(out.divergence), float(mask.sum())], dtype=torch.float64)
-    student_body.train(was_training)
+    with eval_mode(student_body):
+        for batch in batches:
+            labels, mask = next_token_targets(batch)
+            if not mask.any():
+                continue
+            signal = teacher.signal(batch, mask) if teacher is not None else None
+            s = student_body(batch["input_ids"], batch.get("attention_mask"))[:, :-1][mask]
+            temperature = signal.temperature if signal is not None and signal.temperature is not None else 1.0
+            out = fused_linear_divergence(s, head, signal, divergence=divergence, ce_labels=labels[mask],
+                                          kd_weight=1.0 if signal is not None else 0.0, reduction="sum",
+                                          chunk_size=chunk_size, vocab_size=vocab_size, temperature=temperature)
+            sums += torch.tensor([float(out.ce), float(out.divergence), float(mask.sum())], dtype=torch.float64)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(sums)
     nll, div, tokens = sums.tolist()
@@ -65,24 +64,22 @@ def evaluate_aligned(student_body: nn.Module, teacher: Any, batches: Iterable[di
     span); plus the student's own token-level perplexity over every valid position. No KL over
     token ids: the vocabularies differ. Sums are all-reduced under torch.distributed.
     """
-    was_training = student_body.training
-    student_body.eval()
     sums = torch.zeros(8, dtype=torch.float64)  # nll, tokens, student span logp, teacher span logp, |diff|, bytes, chars, spans
     head = student_body.head_weight
-    for batch in batches:
-        labels, mask = next_token_targets(batch)
-        if not mask.any():
-            continue
-        signal = teacher.signal(batch, mask)
-        student = student_body(batch["input_ids"], batch.get("attention_mask"))[:, :-1][mask]
-        out = fused_linear_divergence(student, head, None, ce_labels=labels[mask], kd_weight=0.0, reduction="sum",
-                                      chunk_size=chunk_size, vocab_size=vocab_size)
-        rows = span_rows(signal, "bayesian")
-        s_span, t_span = _span_logp(student, head, signal, rows, vocab_size, chunk_size)
-        sums += torch.tensor([float(out.ce), float(mask.sum()), float(s_span.sum()), float(t_span.sum()),
-                              float((s_span - t_span).abs().sum()), float(rows.span_bytes.sum()),
-                              float(rows.span_chars.sum()), float(rows.n_spans)], dtype=torch.float64)
-    student_body.train(was_training)
+    with eval_mode(student_body):
+        for batch in batches:
+            labels, mask = next_token_targets(batch)
+            if not mask.any():
+                continue
+            signal = teacher.signal(batch, mask)
+            student = student_body(batch["input_ids"], batch.get("attention_mask"))[:, :-1][mask]
+            out = fused_linear_divergence(student, head, None, ce_labels=labels[mask], kd_weight=0.0, reduction="sum",
+                                          chunk_size=chunk_size, vocab_size=vocab_size)
+            rows = span_rows(signal, "bayesian")
+            s_span, t_span = _span_logp(student, head, signal, rows, vocab_size, chunk_size)
+            sums += torch.tensor([float(out.ce), float(mask.sum()), float(s_span.sum()), float(t_span.sum()),
+                                  float((s_span - t_span).abs().sum()), float(rows.span_bytes.sum()),
+                                  float(rows.span_chars.sum()), float(rows.n_spans)], dtype=torch.float64)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(sums)
     nll, tokens, s_logp, t_logp, diff, n_bytes, n_chars, spans = sums.tolist()

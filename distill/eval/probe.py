@@ -7,19 +7,17 @@ from torch import Tensor, nn
 
 from distill.data.stream import normalize
 from distill.models.hooks import FeatureTaps, penultimate_path
+from distill.modes import eval_mode
 
 
 @torch.no_grad()
 def penultimate_features(model: nn.Module, images: Tensor, mean: list[float], std: list[float], batch_size: int = 512) -> np.ndarray:
-    was_training = model.training
-    model.eval()
     path = penultimate_path(model)
     out = []
-    with FeatureTaps(model, [path]) as taps:
+    with eval_mode(model), FeatureTaps(model, [path]) as taps:
         for i in range(0, len(images), batch_size):
             model(normalize(images[i:i + batch_size], mean, std))
             out.append(taps[path].flatten(1).float())
-    model.train(was_training)
     return torch.cat(out).numpy()
 
 

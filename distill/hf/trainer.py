@@ -22,6 +22,7 @@ from distill.models.hf import LMBody
 from distill.models.lora import effective_weight
 from distill.models.teacher import FrozenTeacher
 from distill.models.teacher_sources import LiveTokenTeacher, StoredTokenTeacher
+from distill.modes import eval_mode
 from distill.train.generation import completion_example, left_pad
 
 
@@ -187,14 +188,10 @@ class DistillationTrainer(transformers.Trainer):
         ids, mask = (t.to(device) for t in left_pad(prompts, pad))
         greedy = self.args.temperature == 0
         sampling = {} if greedy else {"temperature": self.args.temperature, "top_k": 0, "top_p": 1.0}
-        was_training = model.training
-        model.eval()  # the sample comes from the model itself, not from a dropout mask of it
-        try:
+        with eval_mode(model):  # the sample comes from the model itself, not from a dropout mask of it
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.args.max_new_tokens,
                                  do_sample=not greedy, pad_token_id=pad, eos_token_id=sorted(eos) or None,
                                  use_cache=not _checkpointing(self.args), **sampling)
-        finally:
-            model.train(was_training)
         completions = [cut_at_eos(row, eos) for row in out[:, ids.shape[1]:].tolist()]
         examples = [completion_example(p, c, eos_id=-1) for p, c in zip(prompts, completions)]
         return {k: v.to(device) for k, v in collate(examples, pad).items()}

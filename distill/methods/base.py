@@ -19,6 +19,7 @@ from distill.config import option
 from distill.methods.context import ClassificationContext, TaskContext
 from distill.models.hooks import FeatureTaps
 from distill.models.teacher import FrozenTeacher
+from distill.modes import eval_mode
 from distill.registry import Registry
 from distill.train.protocols import ObjectiveHooks
 
@@ -108,11 +109,8 @@ class Method(ObjectiveHooks, nn.Module):
 
         Eval mode so the probe never moves batch-norm statistics.
         """
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(self.ctx.example_input)
-        model.train(was_training)
         return dict(taps.features)
 
     def cross_entropy(self, logits: Tensor, targets: Tensor) -> Tensor:

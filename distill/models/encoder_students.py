@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.errors import ConfigError
+from distill.modes import eval_mode
 from distill.progress import progress_bar
 from distill.models.encoders import Encoder, StaticEncoder, TextEncoder, load_sentence_encoder, transformers_module
 
@@ -139,16 +140,11 @@ def token_output_table(teacher: Encoder, vocab: int, batch_size: int = 256, prog
     """(vocab, H): the teacher's pooled output (before its projection and normalisation) for each token id
     alone between the tokenizer's special tokens, as model2vec.distill embeds its vocabulary."""
     prefix, suffix = special_frame(teacher.tokenizer)
-    was_training = teacher.training
-    teacher.eval()
     out = []
-    try:
-        with without_head(teacher):
-            for start in progress_bar(range(0, vocab, batch_size), desc="teacher (vocabulary)", disable=not progress):
-                ids = torch.tensor([prefix + [i] + suffix for i in range(start, min(start + batch_size, vocab))])
-                out.append(teacher(ids, torch.ones_like(ids)).float())
-    finally:
-        teacher.train(was_training)
+    with eval_mode(teacher), without_head(teacher):
+        for start in progress_bar(range(0, vocab, batch_size), desc="teacher (vocabulary)", disable=not progress):
+            ids = torch.tensor([prefix + [i] + suffix for i in range(start, min(start + batch_size, vocab))])
+            out.append(teacher(ids, torch.ones_like(ids)).float())
     return torch.cat(out)
 
 

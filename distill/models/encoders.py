@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from distill.errors import ConfigError
 from distill.fileio import atomic_write_text
 from distill.models.io import read_state_dict
+from distill.modes import eval_mode
 from distill.progress import progress_bar
 from distill.train.checkpoint import save_tensors
 
@@ -116,14 +117,12 @@ class TextEncoder(nn.Module):
     def encode(self, texts: Sequence[str], batch_size: int = 32, tokenizer: Any = None, max_length: int | None = None,
                progress: bool = False) -> Tensor:
         """(N, D) float32 CPU embeddings of `texts`, in eval mode without gradients (the mode is restored)."""
-        was_training = self.training
-        self.eval()
         device = next(self.parameters()).device
         out = []
-        for start in progress_bar(range(0, len(texts), batch_size), desc="encode", disable=not progress):
-            batch = self.tokenize(list(texts[start:start + batch_size]), tokenizer, max_length)
-            out.append(self(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float().cpu())
-        self.train(was_training)
+        with eval_mode(self):
+            for start in progress_bar(range(0, len(texts), batch_size), desc="encode", disable=not progress):
+                batch = self.tokenize(list(texts[start:start + batch_size]), tokenizer, max_length)
+                out.append(self(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float().cpu())
         return torch.cat(out) if out else torch.empty(0, self.dim)
 
 
@@ -214,17 +213,15 @@ class StaticEncoder(TextEncoder):
                progress: bool = False) -> Tensor:
         """(N, D) float32 embeddings, as `TextEncoder.encode` gives, without the padded (B, T) ids: the flat ids
         go straight to the bag. A text's embedding does not depend on its batch, so batches are large."""
-        was_training = self.training
-        self.eval()
         device = self.embedding.weight.device
         step = max(batch_size, STATIC_ENCODE_BATCH)
         out = []
-        for start in progress_bar(range(0, len(texts), step), desc="encode", disable=not progress):
-            rows = self.token_rows(texts[start:start + step], tokenizer, max_length)
-            counts = torch.tensor([len(r) for r in rows])
-            ids = torch.tensor([i for r in rows for i in r], dtype=torch.long)
-            out.append(self.pooled_bag(ids.to(device), counts).float().cpu())
-        self.train(was_training)
+        with eval_mode(self):
+            for start in progress_bar(range(0, len(texts), step), desc="encode", disable=not progress):
+                rows = self.token_rows(texts[start:start + step], tokenizer, max_length)
+                counts = torch.tensor([len(r) for r in rows])
+                ids = torch.tensor([i for r in rows for i in r], dtype=torch.long)
+                out.append(self.pooled_bag(ids.to(device), counts).float().cpu())
         return torch.cat(out) if out else torch.empty(0, self.dim)
 
     def tokenize(self, texts: Sequence[str], tokenizer: Any = None, max_length: int | None = None) -> dict[str, Tensor]:

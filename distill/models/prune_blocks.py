@@ -24,6 +24,7 @@ from torch import Tensor, nn
 import torch.nn.functional as F
 
 from distill.errors import ConfigError
+from distill.modes import eval_mode
 
 
 def block_stages(student: nn.Module, teacher: nn.Module) -> dict[str, tuple[int, int]]:
@@ -50,15 +51,12 @@ def stage_influence(teacher: nn.Module, stage: str, blocks: int, images: Tensor)
             else:
                 sums[b] = float("inf")
         hooks.append(modules[f"{stage}.{b}" if stage else str(b)].register_forward_hook(hook))
-    was_training = teacher.training
-    teacher.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(teacher), torch.no_grad():
             teacher(images)
     finally:
         for h in hooks:
             h.remove()
-        teacher.train(was_training)
     return sums / len(images)
 
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from distill.config import option
 from distill.data.text import IGNORE
+from distill.modes import eval_mode
 
 
 @dataclass(kw_only=True)
@@ -60,8 +61,13 @@ def sample_completions(model: nn.Module, prompts: list[list[int]], cfg: Sampling
     past_key_values, use_cache) and returns .logits and .past_key_values (Hugging Face models);
     a model returning no cache is re-run on the whole sequence each step.
     """
-    was_training = model.training
-    model.eval()
+    with eval_mode(model):
+        return _decode(model, prompts, cfg, eos_id, pad_id, vocab_size, generator)
+
+
+def _decode(model: nn.Module, prompts: list[list[int]], cfg: SamplingConfig, eos_id: int, pad_id: int,
+            vocab_size: int | None, generator: torch.Generator | None) -> list[list[int]]:
+    """`sample_completions`' token loop, on a model already in eval mode."""
     ids, mask = left_pad(prompts, pad_id)
     done = torch.zeros(len(prompts), dtype=torch.bool)
     out: list[list[int]] = [[] for _ in prompts]
@@ -84,7 +90,6 @@ def sample_completions(model: nn.Module, prompts: list[list[int]], cfg: Sampling
         step_ids = token[:, None] if past is not None else ids
         if bool(done.all()):
             break
-    model.train(was_training)
     return out
 
 

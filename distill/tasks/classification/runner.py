@@ -31,6 +31,7 @@ from distill.models.prune_blocks import init_from_teacher as cut_from_teacher
 from distill.models.preprocess import attach_preprocessing, input_transform
 from distill.models.registry import check_model_args
 from distill.models.teacher_sources import LiveLogits, StoredLogits, ViewLogits
+from distill.modes import eval_mode
 from distill.tasks.classification.data import load_data, load_logits, open_store
 from distill.tasks.classification.schema import ClassificationRecipe, ModelSpec, StudentSpec, TeacherSpec
 from distill.tasks.classification.table import table
@@ -118,11 +119,8 @@ def init_near(student: nn.Module, teacher: nn.Module, eps: float) -> None:
 
 def check_classes(model: nn.Module, data: ImageSplits, role: str) -> None:
     """The model must output one logit per dataset class."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         out = model(normalize(data.train_x[:2], data.mean, data.std))
-    model.train(was_training)
     if out.dim() != 2 or out.shape[1] != data.num_classes:
         raise ConfigError(f"{role} outputs {tuple(out.shape[1:])} logits per example but the dataset has "
                           f"{data.num_classes} classes")

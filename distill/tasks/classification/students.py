@@ -33,6 +33,7 @@ from distill.models import FeatureTaps, feature_stages, penultimate_path
 from distill.models.io import load_weights
 from distill.models.preprocess import attach_preprocessing
 from distill.models.registry import check_model_args
+from distill.modes import module_mode
 from distill.tasks.classification.data import load_data
 from distill.tasks.classification.runner import build_model, init_near, preprocessing_of
 from distill.tasks.classification.schema import CandidateSpec, ClassificationRecipe, ClassificationStudents
@@ -142,12 +143,10 @@ def measure(model: nn.Module, x: Tensor, y: Tensor, feature: str | None, field: 
     """(features before pooling (B, ...), class activation maps (K, D)) of one forward of `x`, tapped by hooks."""
     relation_path = feature or last_stage(model, field)
     embedding_path = penultimate_path(model)
-    was_training = model.training
-    model.train(train_mode)
-    with FeatureTaps(model, [relation_path, embedding_path]) as taps, torch.no_grad():
+    with module_mode(train_mode, model), FeatureTaps(model, [relation_path, embedding_path]) as taps, \
+            torch.no_grad():
         logits = model(x)
         relation, embedding = taps[relation_path], taps[embedding_path]
-    model.train(was_training)
     return relation, class_activation_maps(embedding.flatten(1), logits, y)
 
 

@@ -30,6 +30,7 @@ from distill.models.encoder_students import attach_projection, config_student, p
 from distill.models.encoders import (TextEncoder, export_sentence_transformers, load_sentence_encoder,
                                      transformers_module)
 from distill.models.teacher_sources import LiveEmbeddings, StoredEmbeddings
+from distill.modes import eval_mode
 from distill.tasks.embedding.batches import TextBatches
 from distill.tasks.embedding.data import EmbeddingData, check_format, dataset_fingerprint, for_batches, load_data, \
     texts_fingerprint
@@ -282,14 +283,11 @@ class EmbeddingRun:
 
 def embed_held_out(student: TextEncoder, texts: list[str], tokenize: Callable, batch_size: int) -> torch.Tensor:
     """(N, D) student embeddings in eval mode, tokenized as in training (so the figure tracks the loss)."""
-    was_training = student.training
-    student.eval()
     out = []
-    with torch.no_grad():
+    with eval_mode(student), torch.no_grad():
         for start in range(0, len(texts), batch_size):
             tokens = tokenize(texts[start:start + batch_size])
             out.append(student(tokens["input_ids"], tokens["attention_mask"]).float())
-    student.train(was_training)
     return torch.cat(out)
 
 
