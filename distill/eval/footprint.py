@@ -6,6 +6,7 @@ import time
 
 import torch
 from torch import Tensor, nn
+
 from distill.modes import eval_mode
 
 

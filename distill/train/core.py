@@ -37,6 +37,7 @@ from tqdm import tqdm
 from distill.progress import progress_bar
 
 from distill.errors import CheckpointError, ConfigError, NonFiniteLossError
+from distill.modes import eval_mode
 from distill.train import checkpoint as ckpt
 from distill.train import fsdp
 from distill.train.config import TrainConfig
@@ -281,11 +282,8 @@ class Trainer:
         self._write(record)
 
     def _evaluate(self) -> dict[str, Any]:
-        for module in self.modules.values():
-            module.eval()
-        metrics = self.evaluate() if self.evaluate is not None else {}
-        for module in self.modules.values():
-            module.train()
+        with eval_mode(*self.modules.values()):
+            metrics = self.evaluate() if self.evaluate is not None else {}
         self.batches.observe_validation(metrics)
         scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         self._write({"kind": "eval", "step": self.step, "epoch": self.epoch, **scalars})
