@@ -30,3 +30,13 @@ def module_mode(training: bool, *modules: Optional[nn.Module]) -> Iterator[None]
 def eval_mode(*modules: Optional[nn.Module]):
     """`module_mode(False, *modules)`: the modules in eval mode for the block, their own modes restored."""
     return module_mode(False, *modules)
+
+
+def set_dropout(model: nn.Module, p: float) -> int:
+    """Set the probability of every `nn.Dropout` in `model` to `p` (0 turns dropout off while training, as
+    TRL's `disable_dropout` does); returns how many there were. Attention implementations read their
+    module's `p`, so this covers them too in BERT-style encoders; the saved config is left as it was."""
+    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    for module in dropouts:
+        module.p = p
+    return len(dropouts)

@@ -1,8 +1,9 @@
 """distill.modes: modules in a mode for a block, every submodule's own mode given back."""
 import pytest
+import torch
 from torch import nn
 
-from distill.modes import eval_mode, module_mode
+from distill.modes import eval_mode, module_mode, set_dropout
 
 
 def wrapper_with_frozen_part() -> nn.Module:
@@ -32,3 +33,12 @@ def test_module_mode_train_and_restore_on_error_and_none_skipped():
         assert all(modes(model)) and other.training
         raise RuntimeError("inside the block")
     assert modes(model) == before and not other.training
+
+
+def test_set_dropout_reaches_every_dropout_and_zero_makes_training_forwards_deterministic():
+    model = wrapper_with_frozen_part().train()
+    x = torch.randn(64, 2)
+    assert not torch.equal(model(x), model(x))  # p = 0.5: two training forwards differ
+    assert set_dropout(model, 0.0) == 2
+    assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.0, 0.0]
+    assert torch.equal(model(x), model(x)) and model.training  # the mode is left alone

@@ -22,7 +22,7 @@ from distill.models.hf import LMBody
 from distill.models.lora import effective_weight
 from distill.models.teacher import FrozenTeacher
 from distill.models.teacher_sources import LiveTokenTeacher, StoredTokenTeacher
-from distill.modes import eval_mode
+from distill.modes import eval_mode, set_dropout
 from distill.train.generation import completion_example, left_pad
 
 
@@ -101,9 +101,7 @@ class DistillationTrainer(transformers.Trainer):
             manifest = self.teacher_store.manifest
             self.teacher_source = StoredTokenTeacher(float(manifest["temperature"]), args.store_tail, int(manifest["k"]))
         if args.disable_dropout:
-            for module in self.model.modules():
-                if isinstance(module, nn.Dropout):
-                    module.p = 0.0
+            set_dropout(self.model, 0.0)
         self.rollout_counts = {"student": 0, "teacher": 0, "data": 0}
         self._pending_step: tuple[list, Tensor] | None = None
 

@@ -137,6 +137,19 @@ def test_every_batch_format_and_student_kind_trains(assets, tmp_path, method, da
     assert "teacher_cosine" in stage["held_out"]
 
 
+@pytest.mark.parametrize("dropout", [None, 0.0, 0.3])
+def test_student_dropout_is_set_in_every_module_or_left_as_the_model_has_it(assets, tmp_path, dropout):
+    from distill.tasks.skeleton import Run
+    _, cfg = build_recipe(embedding_recipe(assets, tmp_path, student={"path": assets["student"], "dropout": dropout}))
+    student = runner.EmbeddingRun(cfg, Run(cfg, resume=False, overwrite=True)).build_student(cfg.seed).train()
+    probabilities = {m.p for m in student.modules() if isinstance(m, torch.nn.Dropout)}
+    assert probabilities == ({0.1} if dropout is None else {dropout})  # 0.1: the tiny BERT's own config
+    batch = student.tokenize(["a dog runs in the park", "python code"])
+    with torch.no_grad():  # training-mode forwards: equal only without dropout
+        runs = [student(batch["input_ids"], batch["attention_mask"]) for _ in range(2)]
+    assert torch.equal(*runs) == (dropout == 0.0)
+
+
 def test_baseline_trains_the_same_init_without_the_teacher(assets, tmp_path):
     changes = {"method": {"name": "contrastive_kd"}, "baseline": True,
                "data": {"format": "triples", "paths": [assets["triples"]], "eval_fraction": 0.2}}
@@ -184,6 +197,7 @@ BAD = [
       "train": {"grad_accum": 2}}, "train.grad_accum = 2: pairs batches nest"),
     ({"teacher": None}, "needs a teacher"),
     ({"eval": {"max_examples": 5}}, "eval.max_examples = 5: must be >= 20"),
+    ({"student": {"path": "a", "dropout": 1.5}}, "student.dropout = 1.5: must be <= 0.9"),
 ]
 
 

@@ -30,7 +30,7 @@ from distill.models.encoder_students import attach_projection, config_student, p
 from distill.models.encoders import (TextEncoder, export_sentence_transformers, load_sentence_encoder,
                                      transformers_module)
 from distill.models.teacher_sources import LiveEmbeddings, StoredEmbeddings
-from distill.modes import eval_mode
+from distill.modes import eval_mode, set_dropout
 from distill.tasks.embedding.batches import TextBatches
 from distill.tasks.embedding.data import EmbeddingData, check_format, dataset_fingerprint, for_batches, load_data, \
     texts_fingerprint
@@ -172,7 +172,14 @@ class EmbeddingRun:
     # ------------------------------------------------------------------ students
 
     def build_student(self, seed: int) -> TextEncoder:
-        """The student of the recipe, at the teacher's width (a learned projection where it differs)."""
+        """The student of the recipe, at the teacher's width (a learned projection where it differs), with
+        its dropout set to student.dropout where that is given."""
+        student = self._new_student(seed)
+        if self.cfg.student.dropout is not None:
+            set_dropout(student, self.cfg.student.dropout)
+        return student
+
+    def _new_student(self, seed: int) -> TextEncoder:
         s, teacher_source = self.cfg.student, self.cfg.teacher.path if self.cfg.teacher else None
         torch.manual_seed(seed)
         if s.config:

@@ -67,6 +67,8 @@ class EncoderStudentSpec:
         "orthogonal (an isometry into the teacher's space) or least_squares (the best linear map on "
         "projection_texts training texts)")
     projection_texts: int = option(512, min=2, help="training texts the least-squares projection is fitted on")
+    dropout: Optional[float] = option(None, min=0.0, max=0.9, help="the probability of every dropout in the student "
+                                      "while training (0: off, like TRL's disable_dropout); null keeps the model's")
 
 
 @dataclass(kw_only=True)
