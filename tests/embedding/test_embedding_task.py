@@ -198,6 +198,7 @@ BAD = [
     ({"teacher": None}, "needs a teacher"),
     ({"eval": {"max_examples": 5}}, "eval.max_examples = 5: must be >= 20"),
     ({"student": {"path": "a", "dropout": 1.5}}, "student.dropout = 1.5: must be <= 0.9"),
+    ({"student": {"static": {"dim": 8}, "dropout": 0.0}}, "a static student has no dropout to set"),
 ]
 
 

@@ -81,6 +81,8 @@ def check_student(cfg: EmbeddingRecipe) -> None:
     if not s.path and s.projection_init != "orthogonal":
         raise ConfigError(f"student.projection_init = {s.projection_init!r} fits the projection on a pretrained "
                           "student's features; config and static students start orthogonal")
+    if s.static and s.dropout is not None:
+        raise ConfigError("student.dropout: a static student has no dropout to set (leave it out)")
     if s.static and s.static.init_from_teacher and cfg.teacher is None:
         raise ConfigError("student.static.init_from_teacher reads the teacher's input embeddings: give teacher.path "
                           "(or set init_from_teacher: false and student.base)")
