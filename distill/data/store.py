@@ -3,7 +3,8 @@
 Layout of a store folder:
   manifest.json          kind, teacher id + config hash, tokenizer hash, k, capture temperature,
                          dtype, dataset fingerprint, and per split the shards (file, sha256,
-                         examples, tokens); `complete` once every split is written
+                         examples, tokens); `complete` once every split is written; `extra_files`
+                         (file, sha256) beside the shards, checked with them
   tokenizer files        (causal_lm) so a student can train with no teacher folder at all
   <split>-NNNNN.safetensors
       causal_lm:       input_ids (int32, concatenated), loss_mask (uint8: labels = input_ids where 1,
@@ -110,13 +111,13 @@ def verify_store(root: str | Path) -> list[str]:
     root = Path(root)
     manifest = read_manifest(root)
     problems = [] if manifest.get("complete") else [f"{root}: the store is incomplete (caching did not finish)"]
-    for split, shards in manifest.get("splits", {}).items():
-        for shard in shards:
-            path = root / shard["file"]
-            if not path.is_file():
-                problems.append(f"{shard['file']}: missing")
-            elif sha256_file(path) != shard["sha256"]:
-                problems.append(f"{shard['file']}: checksum mismatch (corrupt or modified)")
+    listed = [shard for shards in manifest.get("splits", {}).values() for shard in shards]
+    for entry in listed + manifest.get("extra_files", []):  # extra: files beside the shards (a text index)
+        path = root / entry["file"]
+        if not path.is_file():
+            problems.append(f"{entry['file']}: missing")
+        elif sha256_file(path) != entry["sha256"]:
+            problems.append(f"{entry['file']}: checksum mismatch (corrupt or modified)")
     return problems
 
 

@@ -3,8 +3,9 @@
 Splits "train" and "eval" hold the recipe's training and held-out texts (by index, in the data
 order), "suite" the texts the end-of-run evaluation reads at the recipe's eval limits (sorted), so
 `distill train` from the store loads no teacher and still has the teacher's rows of the evaluation.
-The manifest also keeps the teacher's own figures (size, sentences/s), measured here. Writing resumes
-after the last complete shard (distill.data.store).
+The manifest also keeps the teacher's own figures (size, sentences/s), measured here, and the store a text
+index (a hash per row) by which a later recipe's `store.reuse` copies these rows instead of encoding the texts
+again (distill.tasks.embedding.reuse). Writing resumes after the last complete shard (distill.data.store).
 """
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from distill.errors import ConfigError
 from distill.eval.embeddings import THROUGHPUT_SENTENCES, encode_throughput, model_size
 from distill.models.encoders import TextEncoder
 from distill.models.hf import resolve_dtype, tokenizer_hash
+from distill.progress import progress_bar
 from distill.tasks.embedding.data import dataset_fingerprint, texts_fingerprint
 from distill.tasks.embedding.runner import recipe_data, suite_texts
 from distill.tasks.embedding.schema import EmbeddingRecipe
-from distill.tasks.embedding.signal import embed_shards, load_teacher, teacher_identity
+from distill.tasks.embedding.reuse import fill_shard, reused_rows, write_text_index
+from distill.tasks.embedding.signal import embed_shards, embed_texts, load_teacher, teacher_identity
 from distill.train.core import set_determinism
 
 
@@ -41,24 +44,50 @@ def cache(cfg: EmbeddingRecipe, *, overwrite: bool = False) -> dict[str, Any]:
              "teacher_dtype": resolve_dtype(cfg.teacher.dtype), "data": {"format": cfg.data.format,
              "paths": cfg.data.paths, "corpora": cfg.data.corpora}, "suite_fingerprint": texts_fingerprint(evaluated)}
     writer = StoreWriter(cfg.store.path, identity, extra, overwrite=overwrite)
-    for split, texts in (("train", data.train.texts), ("eval", data.held.texts), ("suite", evaluated)):
-        cache_split(writer, split, texts, teacher, cfg)
-    return finish(writer, cfg, teacher)
+    if writer.manifest.get("complete") and writer.manifest.get("extra_files"):
+        return writer.manifest  # finished, text index included: nothing to do
+    known = reused_rows(cfg.store.reuse, writer.manifest) if cfg.store.reuse else {}
+    splits = {"train": data.train.texts, "eval": data.held.texts, "suite": evaluated}
+    copied = sum(cache_split(writer, split, texts, teacher, cfg, known) for split, texts in splits.items())
+    if cfg.store.reuse:
+        before = writer.manifest.get("reused", {}).get("texts", 0)  # a resumed store: the first pass's copies too
+        writer.set(reused={"stores": cfg.store.reuse, "texts": before + copied})
+    return finish(writer, cfg, teacher, splits)
 
 
-def cache_split(writer: StoreWriter, split: str, texts: list[str], teacher: TextEncoder, cfg: EmbeddingRecipe) -> None:
-    """Shards of (embeddings, index), resuming after the last complete one."""
-    dtype = np.dtype(cfg.store.dtype)
-    for first, embeddings in embed_shards(teacher, texts, texts_per_shard=cfg.store.texts_per_shard,
-                                          batch_size=cfg.teacher.batch_size, start=writer.done_examples(split),
-                                          progress=cfg.progress, desc=f"caching {split}"):
-        index = np.arange(first, first + len(embeddings), dtype=np.int64)
-        writer.write_shard(split, {"embeddings": embeddings.numpy().astype(dtype), "index": index},
-                           examples=len(index), tokens=len(index))
+def cache_split(writer: StoreWriter, split: str, texts: list[str], teacher: TextEncoder, cfg: EmbeddingRecipe,
+                known: dict[int, np.ndarray]) -> int:
+    """Shards of (embeddings, index), resuming after the last complete one; rows of `known` texts (hash -> row,
+    from store.reuse) are copied, not encoded. Returns how many were copied."""
+    dtype, start = np.dtype(cfg.store.dtype), writer.done_examples(split)
+    if not known:  # the one path `embedding_table` also takes: a run's embeddings equal the store's bit for bit
+        for first, embeddings in embed_shards(teacher, texts, texts_per_shard=cfg.store.texts_per_shard,
+                                              batch_size=cfg.teacher.batch_size, start=start,
+                                              progress=cfg.progress, desc=f"caching {split}"):
+            write_rows(writer, split, first, embeddings.numpy().astype(dtype))
+        return 0
+    copied = 0
+    with progress_bar(total=len(texts), initial=start, desc=f"caching {split}", unit="text",
+                      disable=not cfg.progress) as bar:
+        for first in range(start, len(texts), cfg.store.texts_per_shard):
+            chunk = texts[first:first + cfg.store.texts_per_shard]
+            rows, encoded = fill_shard(chunk, known, lambda t: embed_texts(teacher, t, cfg.teacher.batch_size, bar)
+                                       .numpy(), dtype)
+            bar.update(len(chunk) - encoded)
+            write_rows(writer, split, first, rows)
+            copied += len(chunk) - encoded
+    return copied
 
 
-def finish(writer: StoreWriter, cfg: EmbeddingRecipe, teacher: TextEncoder) -> dict[str, Any]:
-    """Mark the store complete with the teacher's figures (what the evaluation would measure of it)."""
+def write_rows(writer: StoreWriter, split: str, first: int, rows: np.ndarray) -> None:
+    index = np.arange(first, first + len(rows), dtype=np.int64)
+    writer.write_shard(split, {"embeddings": rows, "index": index}, examples=len(index), tokens=len(index))
+
+
+def finish(writer: StoreWriter, cfg: EmbeddingRecipe, teacher: TextEncoder, splits: dict[str, list[str]]) -> dict[str, Any]:
+    """Mark the store complete with its text index (what store.reuse matches texts by) and the teacher's
+    figures (what the evaluation would measure of it)."""
+    writer.set(extra_files=[write_text_index(cfg.store.path, splits)])
     figures: dict[str, Any] = {"dim": teacher.dim, **model_size(teacher)}
     if cfg.eval.suites:
         figures["sentences_per_s"] = encode_throughput(teacher.encode, throughput_sentences(cfg.eval.data_dir,
@@ -74,5 +103,7 @@ def finish(writer: StoreWriter, cfg: EmbeddingRecipe, teacher: TextEncoder) -> d
 def describe(manifest: dict[str, Any], path: str) -> str:
     """The line `distill cache` prints about the written store."""
     counts = ", ".join(f"{n:,} {split}" for split, n in manifest.get("texts", {}).items())
-    return (f"store {path}: teacher embeddings of {counts} texts, {manifest['dim']}-d {manifest['dtype']}, "
+    reused = manifest.get("reused")
+    copied = f" ({reused['texts']:,} copied from {', '.join(reused['stores'])})" if reused else ""
+    return (f"store {path}: teacher embeddings of {counts} texts{copied}, {manifest['dim']}-d {manifest['dtype']}, "
             f"{manifest.get('bytes_per_text', 0) / 1024:.1f} KB/text")

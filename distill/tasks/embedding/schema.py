@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 from distill.config import option
@@ -130,6 +131,15 @@ class EmbeddingStoreSpec:
     path: str = option(help="the store folder (`distill cache` writes it; `distill train` then loads no teacher)")
     dtype: Literal["float16", "float32"] = option("float16", help="storage dtype of the embeddings")
     texts_per_shard: int = option(TEXTS_PER_SHARD, min=1, help="texts per shard (the unit caching resumes at)")
+    reuse: list[str] = option(default_factory=list, help="stores of the same teacher (files, dtype) and storage "
+                              "dtype whose rows `distill cache` copies for the texts they hold, encoding only "
+                              "the others: a recipe whose data grew re-encodes nothing it had")
+
+    def __post_init__(self) -> None:
+        own = Path(self.path).expanduser().resolve()
+        if any(Path(p).expanduser().resolve() == own for p in self.reuse):
+            raise ConfigError(f"store.reuse: {self.path!r} is this recipe's own store (a changed recipe rewrites it): "
+                              "cache the new recipe into another folder and reuse this one")
 
 
 @dataclass(kw_only=True)

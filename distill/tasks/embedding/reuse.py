@@ -1,0 +1,93 @@
+"""Teacher embeddings taken from other stores instead of computed again (`store.reuse`).
+
+A store's texts are not kept in it, only a 64-bit hash of each (the "text index", `text-index.safetensors`:
+one int64 array per split, in row order, listed with its sha256 in the manifest under `extra_files`).
+`distill cache` writes the index when it finishes a store, and adds it to a finished store written before
+the index existed (re-running `distill cache` on the recipe that wrote it: no text is encoded again).
+
+A recipe whose data grew (more records per corpus, another file) names its old store in `store.reuse`:
+every text that store holds is copied from it, and only the new texts go through the teacher. A reused
+store must come from the same teacher files, teacher dtype, storage dtype and dimension, or the copied rows
+would be another teacher's signal; that is checked before any row is taken. Copied rows are the old store's
+bits; a text encoded again could differ from them by float32 noise (its length-sorted batch neighbours
+differ), well below the float16 rounding both are stored at.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from distill.data.store import StoreReader, sha256_file
+from distill.errors import DataError
+from distill.tasks.embedding.signal import stored_table
+
+TEXT_INDEX = "text-index.safetensors"
+MATCHED_KEYS = ("teacher", "tokenizer_hash", "dtype", "dim", "teacher_dtype")  # what makes two stores' rows alike
+
+
+def text_hashes(texts: Sequence[str]) -> np.ndarray:
+    """(n,) int64: the first 8 bytes of each text's sha256 (a collision among 10^6 texts has odds ~10^-8)."""
+    digests = b"".join(hashlib.sha256(t.encode()).digest()[:8] for t in texts)
+    return np.frombuffer(digests, dtype="<i8").copy() if texts else np.zeros(0, np.int64)
+
+
+def write_text_index(root: str | Path, texts_by_split: dict[str, Sequence[str]]) -> dict[str, Any]:
+    """Write the store's text index; returns its `extra_files` entry."""
+    path = Path(root) / TEXT_INDEX
+    arrays = {split: text_hashes(texts) for split, texts in texts_by_split.items()}
+    tmp = path.with_name(f".tmp-{TEXT_INDEX}")  # as a shard is written: a crash leaves no half index
+    save_file(arrays, str(tmp))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return {"file": TEXT_INDEX, "sha256": sha256_file(path)}
+
+
+def reused_rows(paths: Sequence[str], manifest: dict[str, Any]) -> dict[int, np.ndarray]:
+    """text hash -> stored embedding row, from every store in `paths` (checked against the new store's
+    `manifest`); the first store holding a text gives its row."""
+    rows: dict[int, np.ndarray] = {}
+    for path in paths:
+        reader = StoreReader(path)  # complete, checksums match (the text index's too)
+        check_alike(path, reader.manifest, manifest)
+        with safe_open(str(Path(path) / TEXT_INDEX), framework="np") as index:
+            for split in reader.manifest["splits"]:
+                table = stored_table(reader, split).numpy()
+                for key, row in zip(index.get_tensor(split).tolist(), table):
+                    rows.setdefault(key, row)
+    return rows
+
+
+def check_alike(path: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """One line when `old` (a store named in store.reuse) cannot give rows to the store described by `new`."""
+    if old.get("kind") != "embedding":
+        raise DataError(f"store.reuse: {path!r} is a {old.get('kind')} store, not a teacher-embedding store")
+    for key in MATCHED_KEYS:
+        if old.get(key) != new.get(key):
+            raise DataError(f"store.reuse: {path!r} was written with another {key} ({old.get(key)!r} vs "
+                            f"{new.get(key)!r} here): its rows are not this teacher's")
+    if not any(f.get("file") == TEXT_INDEX for f in old.get("extra_files", [])):
+        raise DataError(f"store.reuse: {path!r} has no text index (written before it existed): run `distill cache` "
+                        "once more on the recipe that wrote it, which adds the index without encoding any text")
+
+
+def fill_shard(texts: Sequence[str], known: dict[int, np.ndarray], encode, dtype: np.dtype) -> tuple[np.ndarray, int]:
+    """(n, D) rows of `texts` in `dtype`: known ones copied, the others from `encode(list) -> (m, D)`; and how
+    many were encoded."""
+    keys = text_hashes(texts).tolist()
+    missing = [i for i, key in enumerate(keys) if key not in known]
+    encoded = encode([texts[i] for i in missing]) if missing else None
+    dim = encoded.shape[1] if encoded is not None else len(next(iter(known.values())))
+    out = np.empty((len(texts), dim), dtype=dtype)
+    for i, key in enumerate(keys):
+        if key in known:
+            out[i] = known[key]
+    if missing:
+        out[missing] = encoded.astype(dtype)
+    return out, len(missing)
