@@ -60,7 +60,11 @@ def ensure_store() -> None:
     """`distill cache` the first draw's store, then the recipe's copying its rows (each once: a store is kept
     while its manifest is there, and a cut caching resumes)."""
     first = [f"data.max_per_path={FIRST_DRAW['data']['max_per_path']}", f"store.path={FIRST_DRAW['store']['path']}"]
-    for overrides in (first, [f"store.reuse=[{FIRST_DRAW['store']['path']}]"]):
+    stores = (FIRST_DRAW["store"]["path"], yaml.safe_load(RECIPE.read_text())["store"]["path"])
+    for store, overrides in zip(stores, (first, [f"store.reuse=[{FIRST_DRAW['store']['path']}]"])):
+        manifest = common.ROOT / store / "manifest.json"
+        if manifest.is_file() and json.loads(manifest.read_text()).get("complete"):
+            continue  # `distill cache` would load mpnet only to find it done (a changed eval: the run warns)
         subprocess.run([sys.executable, "-m", "distill", "cache", str(RECIPE), *overrides], cwd=common.ROOT, check=True)
 
 

@@ -98,6 +98,14 @@ class StoreWriter:
         shards.append({"file": name, "sha256": sha256_file(self.root / name), "examples": examples, "tokens": tokens, **meta})
         self._save()
 
+    def drop_split(self, split: str) -> None:
+        """Forget a split's shards (listed first, so a crash leaves unlisted files, never listed missing ones)."""
+        shards = self.manifest["splits"].pop(split, [])
+        self.manifest["complete"] = False
+        self._save()
+        for shard in shards:
+            (self.root / shard["file"]).unlink(missing_ok=True)
+
     def set(self, **fields: Any) -> None:
         self.manifest.update(fields)
         self._save()

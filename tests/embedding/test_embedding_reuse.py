@@ -9,18 +9,25 @@ import pytest
 import torch
 
 from distill.cli import main
+from distill.data.embedding_sets import throughput_sentences
 from distill.data.store import StoreReader, verify_store
 from distill.errors import ConfigError, DataError
 from distill.tasks import build_recipe
 from distill.tasks.embedding import cache as cache_module
+from distill.eval.embeddings import THROUGHPUT_SENTENCES
 from distill.tasks.embedding import runner
+from distill.tasks.embedding.data import texts_fingerprint
 from distill.tasks.embedding.reuse import TEXT_INDEX, text_hashes
 from distill.tasks.embedding.signal import load_teacher, stored_table
-from tests.embedding.conftest import embedding_recipe
+from tests.embedding.conftest import DATA, embedding_recipe
 from tests.helpers import write_recipe
 
+shared = pytest.mark.skipif(not (DATA / "text" / "wordnet-glosses.tsv.xz").is_file(), reason="../shared/data is absent")
+WORDNET_EVAL = {"suites": ["wordnet"], "data_dir": str(DATA), "max_queries": 10, "max_documents": 30,
+                "exclude_from_training": False}  # the same training texts whatever the suites: one dataset
 
-def cached(assets, tmp_path, name, monkeypatch=None, data=None, reuse=()):
+
+def cached(assets, tmp_path, name, monkeypatch=None, data=None, reuse=(), dtype="float16", **changes):
     """Cache a recipe into tmp_path/name; returns (cfg, manifest, texts the teacher encoded)."""
     encoded: list[str] = []
     if monkeypatch is not None:
@@ -30,9 +37,10 @@ def cached(assets, tmp_path, name, monkeypatch=None, data=None, reuse=()):
             teacher.encode = lambda texts, **kw: (encoded.extend(texts), real(texts, **kw))[1]
             return teacher
         monkeypatch.setattr(cache_module, "load_teacher", counting_teacher)
-    store = {"path": str(tmp_path / name), "texts_per_shard": 16, "reuse": [str(tmp_path / r) for r in reuse]}
+    store = {"path": str(tmp_path / name), "texts_per_shard": 16, "reuse": [str(tmp_path / r) for r in reuse],
+             "dtype": dtype}
     data = {"format": "sentences", "paths": [assets["sentences"]], "eval_fraction": 0.2, **(data or {})}
-    task, cfg = build_recipe(embedding_recipe(assets, tmp_path / "runs", store=store, data=data))
+    task, cfg = build_recipe(embedding_recipe(assets, tmp_path / "runs", store=store, data=data, **changes))
     return cfg, task.cache(cfg), encoded
 
 
@@ -115,3 +123,54 @@ def test_cli_cache_with_reuse_reports_the_copies(assets, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"copied from {tmp_path / 'a'}" in out and "checksums match" in out
     assert np.isfinite(stored_table(StoreReader(tmp_path / "b"), "train").float().numpy()).all()
+
+
+def test_a_resumed_cache_with_reuse_equals_an_uninterrupted_one(assets, tmp_path, monkeypatch):
+    cached(assets, tmp_path, "old", data={"max_per_path": 20})
+    full_cfg, full, _ = cached(assets, tmp_path, "full", reuse=["old"])
+    real, calls = cache_module.write_rows, []
+
+    def crash_after_one_shard(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt("killed")
+        calls.append(1)
+        real(*args, **kwargs)
+    monkeypatch.setattr(cache_module, "write_rows", crash_after_one_shard)
+    with pytest.raises(KeyboardInterrupt):
+        cached(assets, tmp_path, "cut", reuse=["old"])
+    monkeypatch.setattr(cache_module, "write_rows", real)
+    cut_cfg, resumed, _ = cached(assets, tmp_path, "cut", reuse=["old"])
+    assert resumed["reused"] == full["reused"]  # the copies of the first pass are counted too
+    a, b = rows_by_text(full_cfg), rows_by_text(cut_cfg)
+    assert a.keys() == b.keys() and all(torch.equal(a[t], b[t]) for t in a)
+
+
+def test_a_lost_index_is_written_again_and_a_float32_store_takes_no_float16_rows(assets, tmp_path, monkeypatch):
+    cfg, manifest, _ = cached(assets, tmp_path, "old")
+    (tmp_path / "old" / TEXT_INDEX).unlink()
+    with pytest.raises(DataError, match="text-index.safetensors: missing"):
+        StoreReader(cfg.store.path)
+    _, again, encoded = cached(assets, tmp_path, "old", monkeypatch)
+    assert encoded == [] and verify_store(cfg.store.path) == [] and again["teacher_figures"] == manifest["teacher_figures"]
+    with pytest.raises(DataError, match="another dtype"):
+        cached(assets, tmp_path, "wide", reuse=["old"], dtype="float32")
+    with pytest.raises(DataError, match="store.reuse: .* is not a teacher-signal store"):
+        cached(assets, tmp_path, "new", reuse=["nowhere"])
+
+
+@shared
+def test_a_store_resumed_for_another_evaluation_caches_its_suite_again(assets, tmp_path, monkeypatch):
+    fresh_cfg, _, _ = cached(assets, tmp_path, "fresh", eval=WORDNET_EVAL)
+    _, before, _ = cached(assets, tmp_path, "store", eval={**WORDNET_EVAL, "max_queries": 4, "max_documents": 12})
+    cfg, after, encoded = cached(assets, tmp_path, "store", monkeypatch, eval=WORDNET_EVAL)
+    suite, timed = runner.suite_texts(cfg), set(throughput_sentences(DATA, THROUGHPUT_SENTENCES))
+    assert after["texts"]["suite"] == len(suite) > before["texts"]["suite"] > 0
+    assert after["suite_fingerprint"] == texts_fingerprint(suite) != before["suite_fingerprint"]
+    assert set(suite) <= set(encoded) <= set(suite) | timed  # the suite again (timed: the teacher's sentences/s)
+    fresh = rows_by_text(fresh_cfg)
+    assert all(torch.allclose(rows_by_text(cfg)[t].float(), fresh[t].float(), atol=2e-3) for t in suite)
+    assert verify_store(cfg.store.path) == []
+    new_cfg, reused, encoded = cached(assets, tmp_path, "copy", monkeypatch, eval=WORDNET_EVAL, reuse=["store"])
+    assert [t for t in encoded if t not in timed] == [] and reused["reused"]["texts"] == len(rows_by_text(new_cfg))
+    a, b = rows_by_text(cfg), rows_by_text(new_cfg)
+    assert all(torch.equal(a[t], b[t]) for t in suite)  # each evaluation text gets its own row back

@@ -24,7 +24,7 @@ from distill.progress import progress_bar
 from distill.tasks.embedding.data import dataset_fingerprint, texts_fingerprint
 from distill.tasks.embedding.runner import recipe_data, suite_texts
 from distill.tasks.embedding.schema import EmbeddingRecipe
-from distill.tasks.embedding.reuse import fill_shard, reused_rows, write_text_index
+from distill.tasks.embedding.reuse import fill_shard, index_intact, reused_rows, write_text_index
 from distill.tasks.embedding.signal import embed_shards, embed_texts, load_teacher, teacher_identity
 from distill.train.core import set_determinism
 
@@ -44,15 +44,27 @@ def cache(cfg: EmbeddingRecipe, *, overwrite: bool = False) -> dict[str, Any]:
              "teacher_dtype": resolve_dtype(cfg.teacher.dtype), "data": {"format": cfg.data.format,
              "paths": cfg.data.paths, "corpora": cfg.data.corpora}, "suite_fingerprint": texts_fingerprint(evaluated)}
     writer = StoreWriter(cfg.store.path, identity, extra, overwrite=overwrite)
-    if writer.manifest.get("complete") and writer.manifest.get("extra_files"):
-        return writer.manifest  # finished, text index included: nothing to do
-    known = reused_rows(cfg.store.reuse, writer.manifest) if cfg.store.reuse else {}
     splits = {"train": data.train.texts, "eval": data.held.texts, "suite": evaluated}
-    copied = sum(cache_split(writer, split, texts, teacher, cfg, known) for split, texts in splits.items())
+    renew_suite(writer, extra["suite_fingerprint"])
+    if writer.manifest.get("complete"):
+        if not index_intact(cfg.store.path, writer.manifest):  # an older store, or its index lost: no encoding
+            writer.set(extra_files=[write_text_index(cfg.store.path, splits, writer.manifest)])
+        return writer.manifest
+    known = reused_rows(cfg.store.reuse, writer.manifest) if cfg.store.reuse else {}
+    for split, texts in splits.items():
+        cache_split(writer, split, texts, teacher, cfg, known)
     if cfg.store.reuse:
-        before = writer.manifest.get("reused", {}).get("texts", 0)  # a resumed store: the first pass's copies too
-        writer.set(reused={"stores": cfg.store.reuse, "texts": before + copied})
+        copied = sum(s.get("copied", 0) for shards in writer.manifest["splits"].values() for s in shards)
+        writer.set(reused={"stores": cfg.store.reuse, "texts": copied})
     return finish(writer, cfg, teacher, splits)
+
+
+def renew_suite(writer: StoreWriter, fingerprint: str) -> None:
+    """A store resumed after the eval suites or limits changed: its "suite" rows are another draw's, so they
+    are cached again (the train and eval rows stay: the dataset fingerprint vouches for them)."""
+    if writer.manifest.get("suite_fingerprint") != fingerprint:
+        writer.drop_split("suite")
+        writer.set(suite_fingerprint=fingerprint)
 
 
 def cache_split(writer: StoreWriter, split: str, texts: list[str], teacher: TextEncoder, cfg: EmbeddingRecipe,
@@ -74,20 +86,21 @@ def cache_split(writer: StoreWriter, split: str, texts: list[str], teacher: Text
             rows, encoded = fill_shard(chunk, known, lambda t: embed_texts(teacher, t, cfg.teacher.batch_size, bar)
                                        .numpy(), dtype)
             bar.update(len(chunk) - encoded)
-            write_rows(writer, split, first, rows)
+            write_rows(writer, split, first, rows, copied=len(chunk) - encoded)
             copied += len(chunk) - encoded
     return copied
 
 
-def write_rows(writer: StoreWriter, split: str, first: int, rows: np.ndarray) -> None:
+def write_rows(writer: StoreWriter, split: str, first: int, rows: np.ndarray, **meta: int) -> None:
+    """One shard of texts first.. (rows in text order); `meta` goes to its manifest entry (rows copied)."""
     index = np.arange(first, first + len(rows), dtype=np.int64)
-    writer.write_shard(split, {"embeddings": rows, "index": index}, examples=len(index), tokens=len(index))
+    writer.write_shard(split, {"embeddings": rows, "index": index}, examples=len(index), tokens=len(index), **meta)
 
 
 def finish(writer: StoreWriter, cfg: EmbeddingRecipe, teacher: TextEncoder, splits: dict[str, list[str]]) -> dict[str, Any]:
     """Mark the store complete with its text index (what store.reuse matches texts by) and the teacher's
     figures (what the evaluation would measure of it)."""
-    writer.set(extra_files=[write_text_index(cfg.store.path, splits)])
+    writer.set(extra_files=[write_text_index(cfg.store.path, splits, writer.manifest)])
     figures: dict[str, Any] = {"dim": teacher.dim, **model_size(teacher)}
     if cfg.eval.suites:
         figures["sentences_per_s"] = encode_throughput(teacher.encode, throughput_sentences(cfg.eval.data_dir,

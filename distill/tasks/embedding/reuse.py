@@ -3,27 +3,29 @@
 A store's texts are not kept in it, only a 64-bit hash of each (the "text index", `text-index.safetensors`:
 one int64 array per split, in row order, listed with its sha256 in the manifest under `extra_files`).
 `distill cache` writes the index when it finishes a store, and adds it to a finished store written before
-the index existed (re-running `distill cache` on the recipe that wrote it: no text is encoded again).
+the index existed, or whose index was lost (re-running `distill cache` on the recipe that wrote it: no text
+is encoded, the teacher's measured figures are kept).
 
 A recipe whose data grew (more records per corpus, another file) names its old store in `store.reuse`:
 every text that store holds is copied from it, and only the new texts go through the teacher. A reused
 store must come from the same teacher files, teacher dtype, storage dtype and dimension, or the copied rows
 would be another teacher's signal; that is checked before any row is taken. Copied rows are the old store's
 bits; a text encoded again could differ from them by float32 noise (its length-sorted batch neighbours
-differ), well below the float16 rounding both are stored at.
+differ): below float16 rounding in a float16 store, visible in the low bits of a float32 one. So a store built
+with reuse equals a store cached from nothing up to that noise, not bit for bit.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from distill.data.store import StoreReader, sha256_file
+from distill.data.store import MANIFEST, StoreReader, read_manifest, sha256_file
 from distill.errors import DataError
 from distill.tasks.embedding.signal import stored_table
 
@@ -37,10 +39,17 @@ def text_hashes(texts: Sequence[str]) -> np.ndarray:
     return np.frombuffer(digests, dtype="<i8").copy() if texts else np.zeros(0, np.int64)
 
 
-def write_text_index(root: str | Path, texts_by_split: dict[str, Sequence[str]]) -> dict[str, Any]:
-    """Write the store's text index; returns its `extra_files` entry."""
+def write_text_index(root: str | Path, texts_by_split: dict[str, Sequence[str]], manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the store's text index; returns its `extra_files` entry. Refuses texts that are not one per stored
+    row (the index would pair rows with other texts) and two texts of one hash (a lookup could not tell them)."""
     path = Path(root) / TEXT_INDEX
     arrays = {split: text_hashes(texts) for split, texts in texts_by_split.items()}
+    for split, texts in texts_by_split.items():
+        rows = sum(s["examples"] for s in manifest["splits"].get(split, []))
+        if rows != len(texts):
+            raise DataError(f"store {str(root)!r}: split {split} holds {rows} rows for {len(texts)} texts")
+        if len(np.unique(arrays[split])) != len(set(texts)):
+            raise DataError(f"store {str(root)!r}: two texts of split {split} share a 64-bit hash")
     tmp = path.with_name(f".tmp-{TEXT_INDEX}")  # as a shard is written: a crash leaves no half index
     save_file(arrays, str(tmp))
     with open(tmp, "rb") as f:
@@ -54,14 +63,26 @@ def reused_rows(paths: Sequence[str], manifest: dict[str, Any]) -> dict[int, np.
     `manifest`); the first store holding a text gives its row."""
     rows: dict[int, np.ndarray] = {}
     for path in paths:
+        if not (Path(path) / MANIFEST).is_file():
+            raise DataError(f"store.reuse: {path!r} is not a teacher-signal store (no {MANIFEST})")
+        check_alike(path, read_manifest(Path(path)), manifest)  # before hashing its shards: fail fast
         reader = StoreReader(path)  # complete, checksums match (the text index's too)
-        check_alike(path, reader.manifest, manifest)
         with safe_open(str(Path(path) / TEXT_INDEX), framework="np") as index:
             for split in reader.manifest["splits"]:
-                table = stored_table(reader, split).numpy()
-                for key, row in zip(index.get_tensor(split).tolist(), table):
+                table, keys = stored_table(reader, split).numpy(), index.get_tensor(split).tolist()
+                if len(keys) != len(table):
+                    raise DataError(f"store.reuse: {path!r}: split {split} has {len(table)} rows but "
+                                    f"{len(keys)} text hashes")
+                for key, row in zip(keys, table):
                     rows.setdefault(key, row)
     return rows
+
+
+def index_intact(root: str | Path, manifest: dict[str, Any]) -> bool:
+    """Whether the store lists a text index and the file matches its checksum."""
+    entry = next((f for f in manifest.get("extra_files", []) if f.get("file") == TEXT_INDEX), None)
+    path = Path(root) / TEXT_INDEX
+    return entry is not None and path.is_file() and sha256_file(path) == entry["sha256"]
 
 
 def check_alike(path: str, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -77,7 +98,8 @@ def check_alike(path: str, old: dict[str, Any], new: dict[str, Any]) -> None:
                         "once more on the recipe that wrote it, which adds the index without encoding any text")
 
 
-def fill_shard(texts: Sequence[str], known: dict[int, np.ndarray], encode, dtype: np.dtype) -> tuple[np.ndarray, int]:
+def fill_shard(texts: Sequence[str], known: dict[int, np.ndarray], encode: Callable[[list[str]], np.ndarray],
+               dtype: np.dtype) -> tuple[np.ndarray, int]:
     """(n, D) rows of `texts` in `dtype`: known ones copied, the others from `encode(list) -> (m, D)`; and how
     many were encoded."""
     keys = text_hashes(texts).tolist()

@@ -3,7 +3,8 @@ read from a teacher-embedding store; and the teacher's identity a store is check
 
 `embed_shards` is the one way teacher embeddings are computed, for `distill cache` and for a run that
 embeds its texts once (teacher.embeddings: once): the same shards, the same length-sorted batches,
-the same float16 rounding, so training from a store equals training with the teacher bit for bit.
+the same float16 rounding, so training from a store equals training with the teacher bit for bit (a store
+whose rows were partly copied by store.reuse: up to float32 noise, see distill.tasks.embedding.reuse).
 
 Store layout (kind "embedding"): splits "train" and "eval" (the recipe's distinct training and
 held-out texts, by index) and "suite" (the end-of-run evaluation's texts, sorted), shards of
