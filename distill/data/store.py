@@ -90,13 +90,24 @@ class StoreWriter:
     def write_shard(self, split: str, arrays: dict[str, np.ndarray], examples: int, tokens: int, **meta: Any) -> None:
         shards = self.manifest["splits"].setdefault(split, [])
         name = f"{split}-{len(shards):05d}.safetensors"
+        shards.append({"file": name, "sha256": self._write_file(name, arrays), "examples": examples, "tokens": tokens,
+                       **meta})
+        self._save()
+
+    def write_extra(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        """Write (or replace) a file beside the shards, listed under `extra_files` and verified with them."""
+        entry = {"file": name, "sha256": self._write_file(name, arrays)}
+        others = [f for f in self.manifest.get("extra_files", []) if f["file"] != name]
+        self.set(extra_files=others + [entry])
+
+    def _write_file(self, name: str, arrays: dict[str, np.ndarray]) -> str:
+        """Write arrays to `name` through a fsynced temporary (a crash leaves no partial file); returns its sha256."""
         tmp = self.root / f".tmp-{name}"
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, self.root / name)
-        shards.append({"file": name, "sha256": sha256_file(self.root / name), "examples": examples, "tokens": tokens, **meta})
-        self._save()
+        return sha256_file(self.root / name)
 
     def drop_split(self, split: str) -> None:
         """Forget a split's shards (listed first, so a crash leaves unlisted files, never listed missing ones)."""

@@ -25,7 +25,7 @@ from distill.tasks.embedding.data import dataset_fingerprint, texts_fingerprint
 from distill.tasks.embedding.runner import recipe_data, suite_texts
 from distill.tasks.embedding.schema import EmbeddingRecipe
 from distill.tasks.embedding.reuse import fill_shard, index_intact, reused_rows, write_text_index
-from distill.tasks.embedding.signal import embed_shards, embed_texts, load_teacher, teacher_identity
+from distill.tasks.embedding.signal import embed_texts, load_teacher, teacher_identity
 from distill.train.core import set_determinism
 
 
@@ -48,7 +48,7 @@ def cache(cfg: EmbeddingRecipe, *, overwrite: bool = False) -> dict[str, Any]:
     renew_suite(writer, extra["suite_fingerprint"])
     if writer.manifest.get("complete"):
         if not index_intact(cfg.store.path, writer.manifest):  # an older store, or its index lost: no encoding
-            writer.set(extra_files=[write_text_index(cfg.store.path, splits, writer.manifest)])
+            write_text_index(writer, splits)
         return writer.manifest
     known = reused_rows(cfg.store.reuse, writer.manifest) if cfg.store.reuse else {}
     for split, texts in splits.items():
@@ -68,17 +68,11 @@ def renew_suite(writer: StoreWriter, fingerprint: str) -> None:
 
 
 def cache_split(writer: StoreWriter, split: str, texts: list[str], teacher: TextEncoder, cfg: EmbeddingRecipe,
-                known: dict[int, np.ndarray]) -> int:
+                known: dict[int, np.ndarray]) -> None:
     """Shards of (embeddings, index), resuming after the last complete one; rows of `known` texts (hash -> row,
-    from store.reuse) are copied, not encoded. Returns how many were copied."""
+    from store.reuse) are copied, and each shard's entry counts them. With nothing known every text of a shard
+    is encoded as `embed_shards` does (the same chunks and batches): a run's embeddings equal the store's."""
     dtype, start = np.dtype(cfg.store.dtype), writer.done_examples(split)
-    if not known:  # the one path `embedding_table` also takes: a run's embeddings equal the store's bit for bit
-        for first, embeddings in embed_shards(teacher, texts, texts_per_shard=cfg.store.texts_per_shard,
-                                              batch_size=cfg.teacher.batch_size, start=start,
-                                              progress=cfg.progress, desc=f"caching {split}"):
-            write_rows(writer, split, first, embeddings.numpy().astype(dtype))
-        return 0
-    copied = 0
     with progress_bar(total=len(texts), initial=start, desc=f"caching {split}", unit="text",
                       disable=not cfg.progress) as bar:
         for first in range(start, len(texts), cfg.store.texts_per_shard):
@@ -87,8 +81,6 @@ def cache_split(writer: StoreWriter, split: str, texts: list[str], teacher: Text
                                        .numpy(), dtype)
             bar.update(len(chunk) - encoded)
             write_rows(writer, split, first, rows, copied=len(chunk) - encoded)
-            copied += len(chunk) - encoded
-    return copied
 
 
 def write_rows(writer: StoreWriter, split: str, first: int, rows: np.ndarray, **meta: int) -> None:
@@ -100,7 +92,7 @@ def write_rows(writer: StoreWriter, split: str, first: int, rows: np.ndarray, **
 def finish(writer: StoreWriter, cfg: EmbeddingRecipe, teacher: TextEncoder, splits: dict[str, list[str]]) -> dict[str, Any]:
     """Mark the store complete with its text index (what store.reuse matches texts by) and the teacher's
     figures (what the evaluation would measure of it)."""
-    writer.set(extra_files=[write_text_index(cfg.store.path, splits, writer.manifest)])
+    write_text_index(writer, splits)
     figures: dict[str, Any] = {"dim": teacher.dim, **model_size(teacher)}
     if cfg.eval.suites:
         figures["sentences_per_s"] = encode_throughput(teacher.encode, throughput_sentences(cfg.eval.data_dir,

@@ -17,15 +17,13 @@ with reuse equals a store cached from nothing up to that noise, not bit for bit.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save_file
 
-from distill.data.store import MANIFEST, StoreReader, read_manifest, sha256_file
+from distill.data.store import MANIFEST, StoreReader, StoreWriter, read_manifest, sha256_file
 from distill.errors import DataError
 from distill.tasks.embedding.signal import stored_table
 
@@ -39,23 +37,22 @@ def text_hashes(texts: Sequence[str]) -> np.ndarray:
     return np.frombuffer(digests, dtype="<i8").copy() if texts else np.zeros(0, np.int64)
 
 
-def write_text_index(root: str | Path, texts_by_split: dict[str, Sequence[str]], manifest: dict[str, Any]) -> dict[str, Any]:
-    """Write the store's text index; returns its `extra_files` entry. Refuses texts that are not one per stored
-    row (the index would pair rows with other texts) and two texts of one hash (a lookup could not tell them)."""
-    path = Path(root) / TEXT_INDEX
+def write_text_index(writer: StoreWriter, texts_by_split: dict[str, Sequence[str]]) -> None:
+    """Write the store's text index. Refuses texts that are not one per stored row (the index would pair rows
+    with other texts) and two texts of one hash (a lookup could not tell them)."""
     arrays = {split: text_hashes(texts) for split, texts in texts_by_split.items()}
     for split, texts in texts_by_split.items():
-        rows = sum(s["examples"] for s in manifest["splits"].get(split, []))
-        if rows != len(texts):
-            raise DataError(f"store {str(root)!r}: split {split} holds {rows} rows for {len(texts)} texts")
+        if writer.done_examples(split) != len(texts):
+            raise DataError(f"store {str(writer.root)!r}: split {split} holds {writer.done_examples(split)} rows "
+                            f"for {len(texts)} texts")
         if len(np.unique(arrays[split])) != len(set(texts)):
-            raise DataError(f"store {str(root)!r}: two texts of split {split} share a 64-bit hash")
-    tmp = path.with_name(f".tmp-{TEXT_INDEX}")  # as a shard is written: a crash leaves no half index
-    save_file(arrays, str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return {"file": TEXT_INDEX, "sha256": sha256_file(path)}
+            raise DataError(f"store {str(writer.root)!r}: two texts of split {split} share a 64-bit hash")
+    writer.write_extra(TEXT_INDEX, arrays)
+
+
+def index_entry(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The text index's `extra_files` entry, if the store lists one."""
+    return next((f for f in manifest.get("extra_files", []) if f.get("file") == TEXT_INDEX), None)
 
 
 def reused_rows(paths: Sequence[str], manifest: dict[str, Any]) -> dict[int, np.ndarray]:
@@ -80,8 +77,7 @@ def reused_rows(paths: Sequence[str], manifest: dict[str, Any]) -> dict[int, np.
 
 def index_intact(root: str | Path, manifest: dict[str, Any]) -> bool:
     """Whether the store lists a text index and the file matches its checksum."""
-    entry = next((f for f in manifest.get("extra_files", []) if f.get("file") == TEXT_INDEX), None)
-    path = Path(root) / TEXT_INDEX
+    entry, path = index_entry(manifest), Path(root) / TEXT_INDEX
     return entry is not None and path.is_file() and sha256_file(path) == entry["sha256"]
 
 
@@ -93,7 +89,7 @@ def check_alike(path: str, old: dict[str, Any], new: dict[str, Any]) -> None:
         if old.get(key) != new.get(key):
             raise DataError(f"store.reuse: {path!r} was written with another {key} ({old.get(key)!r} vs "
                             f"{new.get(key)!r} here): its rows are not this teacher's")
-    if not any(f.get("file") == TEXT_INDEX for f in old.get("extra_files", [])):
+    if index_entry(old) is None:
         raise DataError(f"store.reuse: {path!r} has no text index (written before it existed): run `distill cache` "
                         "once more on the recipe that wrote it, which adds the index without encoding any text")
 
